@@ -1,0 +1,126 @@
+"""Reader for the neutral layout: ``interactions.csv[.gz]|.parquet`` + ``items.csv[.gz]|.parquet``.
+
+``interactions``: ``user_id,item_id,category`` and optionally ``position``, ``timestamp``, ``rating``; other
+columns are allowed and ignored. ``items``: ``item_id,category`` plus any columns; all of them but the keys are
+text columns unless ``text_columns`` names a subset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from tfrec_xcat.data.dataset import ShopData
+from tfrec_xcat.data.io import find_file, iter_csv
+from tfrec_xcat.data.problems import ReadReport
+from tfrec_xcat.data.rows import RowCollector
+from tfrec_xcat.errors import DataError
+
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
+OPTIONAL_INTERACTION_COLUMNS = ("position", "timestamp", "rating")
+
+
+def is_neutral(directory: Path) -> bool:
+    """Whether ``directory`` holds a neutral-layout interactions file."""
+    return find_file(directory, ["interactions"], SUFFIXES, required=False) is not None
+
+
+def _columns(
+    path: Path, report: ReadReport, wanted: list[str] | None = None
+) -> tuple[list[str], list[int], dict[str, list[Any]]]:
+    """Read ``path`` into its header, each good row's line number, and one list of raw values per column.
+
+    Only the columns in ``wanted`` (all when None) are kept. Malformed CSV lines are counted and skipped;
+    a file with no header line is counted as ``empty_file`` and gives an empty header.
+    """
+    name = str(path)
+    if path.name.endswith(".parquet"):
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+            raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+        header = table.column_names
+        keep = [c for c in header if wanted is None or c in wanted]
+        report.add_rows(name, table.num_rows)
+        return header, list(range(1, table.num_rows + 1)), {c: table.column(c).to_pylist() for c in keep}
+
+    records = iter_csv(path)
+    first = next(records, None)
+    if first is None or first[1] is None or not any(f.strip() for f in first[1]):
+        report.add("empty_file", name, 0, "no header line")
+        return [], [], {}
+    header = [h.strip().lstrip("\ufeff") for h in first[1]]
+    keep = [(i, c) for i, c in enumerate(header) if wanted is None or c in wanted]
+    lines: list[int] = []
+    columns: dict[str, list[Any]] = {c: [] for _, c in keep}
+    appenders = [(i, columns[c].append) for i, c in keep]
+    width = len(header)
+    rows = 0
+    for line, fields, error in records:
+        if fields is None:
+            rows += 1
+            report.add("malformed_line", name, line, error)
+        elif len(fields) != width:
+            if len(fields) <= 1 and not "".join(fields).strip():
+                continue  # a blank line is not a row
+            rows += 1
+            report.add("malformed_line", name, line, f"{len(fields)} fields where the header has {width}")
+        else:
+            rows += 1
+            lines.append(line)
+            for i, append in appenders:
+                append(fields[i])
+    report.add_rows(name, rows)
+    return header, lines, columns
+
+
+def _require(path: Path, header: list[str], needed: tuple[str, ...]) -> None:
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise DataError(f"{path}: header lacks required column(s) {', '.join(missing)} (it has: {', '.join(header)})")
+
+
+def read_neutral(
+    directory: Path,
+    *,
+    text_columns: list[str] | None = None,
+    max_bad_fraction: float = 0.001,
+) -> ShopData:
+    """Read a neutral-layout data set from ``directory``."""
+    report = ReadReport(max_bad_fraction=max_bad_fraction)
+    inter_path = find_file(directory, ["interactions"], SUFFIXES, required=True)
+    items_path = find_file(directory, ["items"], SUFFIXES, required=True)
+    assert inter_path is not None and items_path is not None
+
+    wanted = ["user_id", "item_id", "category", *OPTIONAL_INTERACTION_COLUMNS]
+    header, lines, columns = _columns(inter_path, report, wanted)
+    if not header:
+        raise DataError(f"{inter_path}: file is empty")
+    _require(inter_path, header, ("user_id", "item_id", "category"))
+    present = {c: c in header for c in OPTIONAL_INTERACTION_COLUMNS}
+    collector = RowCollector(
+        report,
+        with_rating=present["rating"],
+        with_timestamp=present["timestamp"],
+        with_position=present["position"],
+    )
+    if report.rows[str(inter_path)] == 0:
+        report.add("empty_file", str(inter_path), 0, "no data rows")
+        raise DataError(f"{inter_path}: no data rows")
+    collector.add_interactions(str(inter_path), lines, columns)
+
+    header, lines, columns = _columns(items_path, report)
+    collector.metadata_files.append(str(items_path))
+    if header:
+        _require(items_path, header, ("item_id", "category"))
+        available = [c for c in header if c not in ("item_id", "category")]
+        unknown = [c for c in text_columns or [] if c not in available]
+        if unknown:
+            raise DataError(f"{items_path}: no text column(s) {', '.join(unknown)} (it has: {', '.join(available)})")
+        texts = {c: columns[c] for c in (available if text_columns is None else text_columns)}
+        collector.add_items(str(items_path), lines, columns["item_id"], columns["category"], texts)
+        if report.rows[str(items_path)] == 0:
+            report.add("empty_file", str(items_path), 0, "no data rows")
+    return collector.build(text_columns=text_columns, name=str(directory))

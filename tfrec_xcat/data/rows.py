@@ -1,0 +1,222 @@
+"""Row validation shared by every reader: required fields, numeric fields, duplicates, missing metadata.
+
+Readers parse their own file formats and hand raw field values, with the file and line they came from, to a
+:class:`RowCollector`. It checks them, counts every bad row in the :class:`ReadReport`, and finally assembles a
+:class:`ShopData` in which duplicates are resolved and every interaction's item has a metadata row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tfrec_xcat.data.dataset import ShopData, finish_interactions
+from tfrec_xcat.data.problems import ReadReport
+from tfrec_xcat.errors import DataError
+
+KEYS = ("user_id", "item_id", "category")
+
+
+def _blank_mask(values: pd.Series) -> pd.Series:
+    """True where a value is missing: None, NaN, or a string of only white space."""
+    if values.dtype != object:
+        return values.isna()
+    return values.isna() | values.astype(str).str.strip().eq("")
+
+
+def text_value(value: Any) -> str:
+    """Flatten a metadata value (string, number, list of strings, nested lists) into one line of text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, list | tuple):
+        return " ".join(t for t in (text_value(v) for v in value) if t)
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}: {text_value(v)}" for k, v in value.items())
+    return " ".join(str(value).split())
+
+
+class RowCollector:
+    """Accumulates validated interaction and item rows from one or more files of one data set.
+
+    Readers hand over whole columns of raw values per file (with each row's line number); validation is
+    vectorised, and only bad rows are visited one by one, to be reported.
+    """
+
+    def __init__(
+        self,
+        report: ReadReport,
+        *,
+        with_rating: bool = False,
+        with_timestamp: bool = False,
+        with_position: bool = False,
+    ) -> None:
+        self.report = report
+        self.optional = [
+            name
+            for name, on in (
+                ("rating", with_rating),
+                ("timestamp", with_timestamp),
+                ("position", with_position),
+            )
+            if on
+        ]
+        self._files: list[str] = []
+        self._inter: list[pd.DataFrame] = []
+        self._items: list[pd.DataFrame] = []
+        self.metadata_files: list[str] = []
+
+    def _file_index(self, file: str) -> int:
+        if file not in self._files:
+            self._files.append(file)
+        return self._files.index(file)
+
+    def _reject(self, frame: pd.DataFrame, bad: pd.Series, kind: str, file: str, message: Any) -> pd.DataFrame:
+        """Count the rows flagged in ``bad`` as ``kind`` and return the others."""
+        if bad.any():
+            for line, value in zip(frame.loc[bad, "_line"], frame.loc[bad, "_value"], strict=True):
+                self.report.add(kind, file, int(line), message(value))
+        return frame.loc[~bad]
+
+    def _required(self, frame: pd.DataFrame, names: list[str], file: str) -> pd.DataFrame:
+        for name in names:
+            frame["_value"] = frame[name]
+            frame = self._reject(
+                frame,
+                _blank_mask(frame[name]),
+                "missing_field",
+                file,
+                lambda _v, n=name: f"{n} is missing or empty",
+            )
+        return frame
+
+    def _numeric(self, frame: pd.DataFrame, name: str, kind: str, file: str, *, integer: bool) -> pd.DataFrame:
+        frame["_value"] = frame[name]
+        raw = frame[name]
+        if raw.dtype == object:  # parse text (and reject JSON booleans, which would pass as 0/1)
+            raw = raw.astype(str).str.strip()
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        bad = ~np.isfinite(values.to_numpy())
+        if integer:
+            with np.errstate(invalid="ignore"):
+                bad |= values.to_numpy() != np.floor(values.to_numpy())
+        what = "an integer" if integer else "a number"
+        frame = self._reject(
+            frame,
+            pd.Series(bad, index=frame.index),
+            kind,
+            file,
+            lambda v: f"{name} {str(v)[:40]!r} is not {what}",
+        )
+        frame[name] = values.loc[frame.index].astype(np.int64 if integer else np.float64)
+        return frame
+
+    # ------------------------------------------------------------------------------- interactions
+    def add_interactions(self, file: str, lines: Sequence[int], columns: Mapping[str, Sequence[Any]]) -> int:
+        """Validate the interaction rows read from ``file``; keep the good ones, count the bad ones.
+
+        ``columns`` holds ``user_id``, ``item_id``, ``category`` and the optional columns this collector was
+        made with, all of the same length as ``lines``. Returns how many rows were kept.
+        """
+        frame = pd.DataFrame({name: list(columns[name]) for name in (*KEYS, *self.optional)})
+        frame["_line"] = np.asarray(lines, dtype=np.int64)
+        frame = self._required(frame, [*KEYS, *self.optional], file)
+        kinds = {"rating": "bad_rating", "timestamp": "bad_timestamp", "position": "bad_position"}
+        for name in self.optional:
+            frame = self._numeric(frame, name, kinds[name], file, integer=name != "rating")
+        for name in KEYS:
+            frame[name] = frame[name].astype(str).str.strip()
+        frame["_file"] = self._file_index(file)
+        self._inter.append(frame.drop(columns="_value"))
+        return len(frame)
+
+    # -------------------------------------------------------------------------------------- items
+    def add_items(
+        self,
+        file: str,
+        lines: Sequence[int],
+        item_id: Sequence[Any],
+        category: Sequence[Any],
+        texts: Mapping[str, Sequence[Any]],
+    ) -> int:
+        """Validate metadata rows from ``file``; ``texts`` maps text-column name to its raw values."""
+        frame = pd.DataFrame({"item_id": list(item_id), "category": list(category)})
+        frame["_line"] = np.asarray(lines, dtype=np.int64)
+        for name, values in texts.items():
+            frame[name] = [text_value(v) for v in values]
+        frame = self._required(frame, ["item_id", "category"], file)
+        for name in ("item_id", "category"):
+            frame[name] = frame[name].astype(str).str.strip()
+        frame["_file"] = self._file_index(file)
+        self._items.append(frame.drop(columns="_value"))
+        return len(frame)
+
+    # ----------------------------------------------------------------------------------- assemble
+    def _drop_duplicates(self, frame: pd.DataFrame, keys: list[str], kind: str, what: str) -> pd.DataFrame:
+        dup = frame.duplicated(keys, keep="first").to_numpy()
+        if dup.any():
+            for row in frame.loc[dup, [*keys, "_file", "_line"]].itertuples(index=False):
+                ident = ", ".join(str(getattr(row, k)) for k in keys)
+                self.report.add(kind, self._files[row._file], int(row._line), f"{what} ({ident}) seen before")
+        return frame.loc[~dup]
+
+    def build(self, *, text_columns: list[str] | None, name: str) -> ShopData:
+        """Assemble the :class:`ShopData`: drop counted duplicates, add rows for items without metadata."""
+        inter = pd.concat(self._inter, ignore_index=True) if self._inter else pd.DataFrame()
+        if inter.empty:
+            for file in list(self.report.rows):
+                self.report.check(file)
+            raise DataError(f"{name}: no usable interaction rows")
+        inter = self._drop_duplicates(inter, ["user_id", "item_id"], "duplicate", "user, item")
+
+        items = (
+            pd.concat(self._items, ignore_index=True)
+            if self._items
+            else pd.DataFrame({"item_id": [], "category": [], "_file": [], "_line": []})
+        )
+        items = self._drop_duplicates(items, ["item_id"], "duplicate_item", "item")
+        available = [c for c in items.columns if c not in ("item_id", "category", "_file", "_line")]
+        if text_columns is None:
+            text_columns = available
+        else:
+            unknown = [c for c in text_columns if c not in available]
+            if unknown and self.metadata_files:
+                raise DataError(
+                    f"{name}: text column(s) {', '.join(unknown)} not in the item metadata "
+                    f"(it has: {', '.join(available) or 'no text columns'})"
+                )
+            text_columns = [c for c in text_columns if c in available]
+
+        # Interactions whose item has no metadata row: kept, with an item row of empty text, and counted once
+        # per item (at its first interaction) when the data set has metadata at all.
+        first = inter.drop_duplicates("item_id")
+        lacking = first.loc[~first["item_id"].isin(items["item_id"])]
+        if len(lacking):
+            if self.metadata_files:
+                for row in lacking.itertuples(index=False):
+                    self.report.add(
+                        "item_without_metadata",
+                        self._files[row._file],
+                        int(row._line),
+                        f"item {row.item_id} has no metadata row",
+                    )
+            filler = pd.DataFrame({"item_id": lacking["item_id"], "category": lacking["category"]})
+            items = pd.concat([items, filler], ignore_index=True)
+        items = items[["item_id", "category", *text_columns]].copy()
+        for col in text_columns:
+            items[col] = items[col].fillna("").astype(str)
+        items = items.sort_values(["category", "item_id"], kind="stable").reset_index(drop=True)
+
+        for file in list(self.report.rows):
+            self.report.check(file)
+        keep = [c for c in inter.columns if not c.startswith("_")]
+        return ShopData(
+            interactions=finish_interactions(inter[keep]),
+            items=items,
+            text_columns=list(text_columns),
+            report=self.report,
+            name=name,
+        )
