@@ -37,7 +37,12 @@ class Layout:
     rating: str
     timestamp: str
     meta_item: tuple[str, ...]
-    text_fields: tuple[str, ...]
+    text_fields: tuple[str, ...]  # text column names
+    renamed: tuple[tuple[str, str], ...] = ()  # (column, JSON key) where they differ
+
+    def key(self, column: str) -> str:
+        """The JSON key a text column is read from."""
+        return dict(self.renamed).get(column, column)
 
 
 AMAZON_2023 = Layout(
@@ -61,7 +66,8 @@ AMAZON_2018 = Layout(
     rating="overall",
     timestamp="unixReviewTime",
     meta_item=("asin",),
-    text_fields=("title", "brand", "category", "description"),
+    text_fields=("title", "brand", "categories", "description"),
+    renamed=(("categories", "category"),),  # "category" is the key column here
 )
 
 AMAZON_2014 = Layout(
@@ -158,7 +164,7 @@ def _read_meta(
         lines.append(line)
         ids.append(_scalar(_first(obj, layout.meta_item)))
         for f in fields:
-            texts[f].append(obj.get(f))
+            texts[f].append(obj.get(layout.key(f)))
     report.add_rows(name, rows)
     if rows == 0:
         report.add("empty_file", name, 0, "no data rows")

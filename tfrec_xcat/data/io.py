@@ -5,8 +5,10 @@ from __future__ import annotations
 import ast
 import csv
 import gzip
+import io
 import json
 import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,32 +43,64 @@ def find_file(directory: Path, stems: list[str], suffixes: tuple[str, ...], *, r
     return None
 
 
+MAX_RECORD_LINES = 50
+
+
+def _parse_record(text: str, delimiter: str) -> tuple[list[str] | None, str]:
+    if '"' not in text:
+        return text.rstrip("\r\n").split(delimiter), ""
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return None, f"broken CSV quoting: {exc}"
+    if len(rows) != 1:
+        return None, "broken CSV quoting"
+    return rows[0], ""
+
+
 def iter_csv(path: Path, *, delimiter: str = ",") -> Iterator[tuple[int, list[str] | None, str]]:
     """Yield ``(line, fields, error)`` per record; ``fields`` is None (and ``error`` set) for a broken record.
 
-    ``line`` is the 1-based physical line on which the record starts. Gzip corruption ends the file with
-    a DataError naming it, since nothing after it can be trusted.
+    ``line`` is the 1-based physical line on which the record starts. A quoted field may span lines, but a
+    record whose quotes are still open after ``MAX_RECORD_LINES`` lines (or at the end of the file) is broken:
+    it is reported at its first line and reading resumes on the next line, so one stray quote cannot swallow
+    the rest of the file. Gzip corruption ends the file with a DataError naming it.
     """
+    pending: deque[tuple[int, str]] = deque()
     with open_text(path) as handle:
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
-        line = 1
-        while True:
-            start = line
+        numbered = enumerate(handle, start=1)
+
+        def pull() -> tuple[int, str] | None:
+            if pending:
+                return pending.popleft()
             try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                line = reader.line_num + 1
-                yield start, None, f"broken CSV quoting: {exc}"
-                continue
+                return next(numbered, None)
             except (OSError, EOFError) as exc:
-                raise DataError(f"{path}: unreadable after line {start - 1}: {exc}") from None
-            line = reader.line_num + 1
-            if fields and "\x00" in "".join(fields):
+                raise DataError(f"{path}: unreadable: {exc}") from None
+
+        while (first := pull()) is not None:
+            start, text = first
+            if "\x00" in text:
                 yield start, None, "line contains NUL bytes"
                 continue
-            yield start, fields, ""
+            if text.count('"') % 2 == 0:
+                fields, error = _parse_record(text, delimiter)
+                yield start, fields, error
+                continue
+            parts = [first]
+            while len(parts) < MAX_RECORD_LINES:
+                nxt = pull()
+                if nxt is None:
+                    break
+                parts.append(nxt)
+                if sum(t.count('"') for _, t in parts) % 2 == 0:
+                    break
+            if sum(t.count('"') for _, t in parts) % 2 == 0:
+                fields, error = _parse_record("".join(t for _, t in parts), delimiter)
+                yield start, fields, error
+            else:
+                yield start, None, "unterminated quoted field"
+                pending.extendleft(reversed(parts[1:]))
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:

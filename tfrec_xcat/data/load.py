@@ -39,6 +39,7 @@ def load_shop(
     categories: list[str] | None = None,
     text_columns: list[str] | None = None,
     max_bad_fraction: float = 0.001,
+    log_problems: bool = True,
 ) -> ShopData:
     """Read the data set in ``directory``; ``categories`` limits (and checks) which categories are read.
 
@@ -63,5 +64,6 @@ def load_shop(
             text_columns=text_columns,
             max_bad_fraction=max_bad_fraction,
         )
-    data.report.log()
+    if log_problems:
+        data.report.log()
     return data

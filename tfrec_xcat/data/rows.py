@@ -76,10 +76,11 @@ class RowCollector:
 
     def _reject(self, frame: pd.DataFrame, bad: pd.Series, kind: str, file: str, message: Any) -> pd.DataFrame:
         """Count the rows flagged in ``bad`` as ``kind`` and return the others."""
-        if bad.any():
-            for line, value in zip(frame.loc[bad, "_line"], frame.loc[bad, "_value"], strict=True):
-                self.report.add(kind, file, int(line), message(value))
-        return frame.loc[~bad]
+        if not bad.any():
+            return frame
+        for line, value in zip(frame.loc[bad, "_line"], frame.loc[bad, "_value"], strict=True):
+            self.report.add(kind, file, int(line), message(value))
+        return frame.loc[~bad].copy()
 
     def _required(self, frame: pd.DataFrame, names: list[str], file: str) -> pd.DataFrame:
         for name in names:
@@ -158,9 +159,10 @@ class RowCollector:
     def _drop_duplicates(self, frame: pd.DataFrame, keys: list[str], kind: str, what: str) -> pd.DataFrame:
         dup = frame.duplicated(keys, keep="first").to_numpy()
         if dup.any():
-            for row in frame.loc[dup, [*keys, "_file", "_line"]].itertuples(index=False):
-                ident = ", ".join(str(getattr(row, k)) for k in keys)
-                self.report.add(kind, self._files[row._file], int(row._line), f"{what} ({ident}) seen before")
+            bad = frame.loc[dup]
+            idents = bad[keys].astype(str).agg(", ".join, axis=1)
+            for f, line, ident in zip(bad["_file"], bad["_line"], idents, strict=True):
+                self.report.add(kind, self._files[int(f)], int(line), f"{what} ({ident}) seen before")
         return frame.loc[~dup]
 
     def build(self, *, text_columns: list[str] | None, name: str) -> ShopData:
@@ -196,13 +198,9 @@ class RowCollector:
         lacking = first.loc[~first["item_id"].isin(items["item_id"])]
         if len(lacking):
             if self.metadata_files:
-                for row in lacking.itertuples(index=False):
-                    self.report.add(
-                        "item_without_metadata",
-                        self._files[row._file],
-                        int(row._line),
-                        f"item {row.item_id} has no metadata row",
-                    )
+                for f, line, item in zip(lacking["_file"], lacking["_line"], lacking["item_id"], strict=True):
+                    message = f"item {item} has no metadata row"
+                    self.report.add("item_without_metadata", self._files[int(f)], int(line), message)
             filler = pd.DataFrame({"item_id": lacking["item_id"], "category": lacking["category"]})
             items = pd.concat([items, filler], ignore_index=True)
         items = items[["item_id", "category", *text_columns]].copy()

@@ -1,0 +1,30 @@
+# Two commands for a fresh machine with Python 3.11: `make demo` and `make test`.
+# Each creates (or reuses) the virtual environment .venv and installs what it needs.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tfrec-xcat data inspect
+
+test: $(STAMP)
+	$(BIN)/ruff check tfrec_xcat tests pipelines tools
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check tfrec_xcat tests pipelines tools
+	$(BIN)/ruff format --check tfrec_xcat tests pipelines tools
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

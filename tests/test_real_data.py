@@ -1,0 +1,36 @@
+"""The real Amazon Food/Kitchen data (skipped where ../shared/data/amazon-food-kitchen is absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tfrec_xcat.cli import main
+
+pytestmark = pytest.mark.real_data
+
+
+def test_inspect_real_data(real_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "data",
+        "inspect",
+        "--data",
+        str(real_data_dir),
+        "--source",
+        "Grocery_and_Gourmet_Food",
+        "--target",
+        "Home_and_Kitchen",
+        "--json",
+    ]
+    assert main(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["users"] == 53_061
+    assert info["interactions"] == 436_127
+    assert info["overlap_users"]["Grocery_and_Gourmet_Food|Home_and_Kitchen"] == 9_398
+    assert info["categories"]["Grocery_and_Gourmet_Food"]["items"] == 8_661
+    assert info["categories"]["Home_and_Kitchen"]["items"] == 27_637
+    assert info["split"]["cold_start_test_users"] == 1_880
+    assert info["split"]["cold_start_val_users"] == 940
+    assert not any(info["bad_rows"].values())

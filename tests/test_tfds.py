@@ -1,0 +1,52 @@
+"""The TFDS builder: declared features, the split as TFDS splits, cache reuse and invalidation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+
+from tfrec_xcat.data.load import load_shop
+from tfrec_xcat.data.split import make_split
+from tfrec_xcat.data.tfds_builder import prepare
+
+
+def test_prepare_reuse_and_invalidate(small_shop_dir: Path, tmp_path: Path) -> None:
+    tfds.disable_progress_bar()
+    data = tmp_path / "data"
+    shutil.copytree(small_shop_dir, data)
+    cache = tmp_path / "cache"
+    builders = prepare(data, source="Food", target="Kitchen", seed=0, cache=cache)
+    inter, items = builders["interactions"], builders["items"]
+
+    split = make_split(load_shop(data), "Food", "Kitchen", seed=0)
+    splits = inter.info.splits
+    assert splits["train"].num_examples == len(split.train)
+    for segment, frame in split.heldout.items():
+        assert splits[segment].num_examples == len(frame)
+    assert items.info.splits["catalog"].num_examples == 200
+
+    batch = next(iter(inter.as_dataset(split="cold_start_test", batch_size=10_000)))
+    assert set(batch) == {"user_id", "item_id", "category", "position", "timestamp", "rating"}
+    assert {c.decode() for c in batch["category"].numpy()} == {"Kitchen"}
+    held = set(zip(split.heldout["cold_start_test"].user_id, split.heldout["cold_start_test"].item_id, strict=True))
+    got = {(u.decode(), i.decode()) for u, i in zip(batch["user_id"].numpy(), batch["item_id"].numpy(), strict=True)}
+    assert got == held
+
+    # unchanged input: same folder, nothing regenerated
+    stamp = Path(inter.data_dir, "dataset_info.json").stat().st_mtime_ns
+    again = prepare(data, source="Food", target="Kitchen", seed=0, cache=cache)
+    assert again["interactions"].data_dir == inter.data_dir
+    assert Path(inter.data_dir, "dataset_info.json").stat().st_mtime_ns == stamp
+
+    # changed input: a new preparation elsewhere
+    with open(data / "items.csv", "a") as handle:
+        handle.write("NEW00001,Food,A new tea,Acme\n")
+    changed = prepare(data, source="Food", target="Kitchen", seed=0, cache=cache)
+    assert changed["items"].data_dir != items.data_dir
+    assert changed["items"].info.splits["catalog"].num_examples == 201
+
+    # another seed is another config
+    other = prepare(data, source="Food", target="Kitchen", seed=1, cache=cache)
+    assert other["interactions"].data_dir != changed["interactions"].data_dir

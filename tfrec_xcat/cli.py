@@ -1,0 +1,131 @@
+"""The ``tfrec-xcat`` command line. Every command builds one :class:`Config` and calls :mod:`tfrec_xcat.api`.
+
+Problems the user can fix (bad data, bad config, missing files) end in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tfrec_xcat.errors import XcatError
+
+PROG = "tfrec-xcat"
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (command-line flags override it)")
+    parser.add_argument("--data", help="data directory (default: the synthetic embedded shop)")
+    parser.add_argument("--format", dest="data_format", help="auto, neutral, amazon2023, amazon2018, amazon2014")
+    parser.add_argument("--source", help="source category (the one the shop knows its users in)")
+    parser.add_argument("--target", help="target category (the one to recommend in)")
+    parser.add_argument("--text-columns", help="comma-separated item text columns (default: all)")
+    parser.add_argument("--max-bad-fraction", type=float, help="bad rows allowed per file (default 0.001)")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from tfrec_xcat.config import load_config
+
+    text = args.text_columns.split(",") if getattr(args, "text_columns", None) else None
+    return load_config(
+        args.config,
+        {
+            "data": {
+                "path": args.data,
+                "format": args.data_format,
+                "source": args.source,
+                "target": args.target,
+                "text_columns": text,
+                "max_bad_fraction": args.max_bad_fraction,
+            }
+        },
+    )
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import inspect_data
+    from tfrec_xcat.data.inspect import format_inspection
+
+    info = inspect_data(_config(args), seed=args.seed)
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    if args.strict and any(info["bad_rows"].values()):
+        print(f"{PROG}: error: --strict: the data has bad rows (listed above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from tfrec_xcat.config import load_config
+    from tfrec_xcat.data.synthetic import write_synthetic
+
+    config = load_config(args.config, {"synthetic": {"seed": args.seed, "scale": args.scale}})
+    path = write_synthetic(args.out, config.synthetic)
+    print(f"wrote the synthetic shop ({config.synthetic.users:,} users) to {path}")
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import prepare_tfds
+
+    builders = prepare_tfds(_config(args), seed=args.seed, cache=args.cache)
+    for table, builder in builders.items():
+        splits = ", ".join(f"{name} {info.num_examples:,}" for name, info in builder.info.splits.items())
+        print(f"{table}: {builder.data_dir} ({splits})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfrec_xcat import __version__
+
+    parser = argparse.ArgumentParser(prog=PROG, description="Cross-category recommendation by transfer learning.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect, generate or prepare data").add_subparsers(
+        dest="data_command", required=True
+    )
+    p = data.add_parser("inspect", help="counts per category, overlap users, split sizes, bad rows")
+    _data_options(p)
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any row was bad")
+    p.set_defaults(func=cmd_data_inspect)
+
+    p = data.add_parser("synth", help="write the synthetic shop in the neutral layout")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", help="TOML config file ([synthetic] section)")
+    p.add_argument("--scale", type=float, help="multiply the number of users (and interactions)")
+    p.add_argument("--seed", type=int, help="generator seed")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = data.add_parser("prepare", help="prepare TFDS TFRecord shards (cached by input content)")
+    _data_options(p)
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--cache", help="cache directory (default: $TFREC_XCAT_CACHE or ~/.cache/tfrec-xcat)")
+    p.set_defaults(func=cmd_data_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s", force=True
+    )
+    try:
+        return int(args.func(args) or 0)
+    except XcatError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
