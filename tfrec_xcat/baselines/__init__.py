@@ -1,0 +1,14 @@
+"""Non-neural baselines that every transfer model must beat, fitted on the same split (see ``REGISTRY``)."""
+
+from tfrec_xcat.baselines.base import MatrixBaseline
+from tfrec_xcat.baselines.cooccurrence import Cooccurrence
+from tfrec_xcat.baselines.popularity import Popularity
+from tfrec_xcat.baselines.ridge_map import RidgeMap
+
+REGISTRY: dict[str, type[MatrixBaseline]] = {
+    "popularity": Popularity,
+    "cooccurrence": Cooccurrence,
+    "ridge_map": RidgeMap,
+}
+
+__all__ = ["REGISTRY", "Cooccurrence", "MatrixBaseline", "Popularity", "RidgeMap"]

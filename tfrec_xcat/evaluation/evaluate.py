@@ -1,0 +1,70 @@
+"""Evaluate a scorer on a segment of a split, in user chunks, and aggregate over users and seeds.
+
+A scorer is any callable ``rows -> scores`` (user rows of :class:`SplitMatrices` → dense users × all target
+items). Items the user has in training are excluded from the ranking. Cold-start test users are also broken
+down by the length of their source history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from tfrec_xcat.evaluation.metrics import metric_names, rank_metrics
+from tfrec_xcat.features.matrices import SplitMatrices
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+HISTORY_BUCKETS: tuple[tuple[str, int, float], ...] = (
+    ("1-2", 1, 2),
+    ("3-5", 3, 5),
+    ("6-10", 6, 10),
+    (">10", 11, float("inf")),
+)
+
+
+def evaluate_segment(scorer: Scorer, m: SplitMatrices, segment: str, chunk: int = 1024) -> pd.DataFrame:
+    """Per-user metrics of ``scorer`` on ``segment`` (one row per user with ground truth)."""
+    rows = m.segment_users[segment]
+    truth = m.truth[segment]
+    rows = rows[np.asarray(truth[rows].getnnz(axis=1)) > 0]
+    parts = []
+    for start in range(0, len(rows), chunk):
+        block = rows[start : start + chunk]
+        scores = scorer(block)
+        if scores.shape != (len(block), len(m.target_items)):
+            raise ValueError(f"scorer returned shape {scores.shape}, expected {(len(block), len(m.target_items))}")
+        parts.append(pd.DataFrame(rank_metrics(scores, m.target[block], truth[block])))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=metric_names())
+    frame.insert(0, "user_row", rows[: len(frame)])
+    frame.insert(1, "source_history", m.source_history_length(rows) if len(rows) else [])
+    return frame
+
+
+def summarize(per_user: pd.DataFrame) -> dict[str, float]:
+    """Mean of each metric over users, plus the number of users."""
+    out = {name: float(per_user[name].mean()) if len(per_user) else 0.0 for name in metric_names()}
+    out["users"] = len(per_user)
+    return out
+
+
+def by_history(per_user: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Metric means per source-history-length bucket."""
+    out = {}
+    for label, low, high in HISTORY_BUCKETS:
+        part = per_user[(per_user["source_history"] >= low) & (per_user["source_history"] <= high)]
+        out[label] = summarize(part)
+    return out
+
+
+def over_seeds(results: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and (population) standard deviation over seeds of each metric: ``name`` and ``name_std``."""
+    out: dict[str, float] = {}
+    for name in results[0]:
+        values = np.array([r[name] for r in results], dtype=float)
+        out[name] = float(values.mean())
+        if name != "users":
+            out[f"{name}_std"] = float(values.std())
+    return out
