@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/tfrec-xcat data inspect
+	$(BIN)/tfrec-xcat run --out runs/demo --seeds 0,1,2
 
 test: $(STAMP)
 	$(BIN)/ruff check tfrec_xcat tests pipelines tools

@@ -34,3 +34,29 @@ def test_inspect_real_data(real_data_dir: Path, capsys: pytest.CaptureFixture[st
     assert info["split"]["cold_start_test_users"] == 1_880
     assert info["split"]["cold_start_val_users"] == 940
     assert not any(info["bad_rows"].values())
+
+
+def test_baselines_on_real_data_match_reference(real_data_dir: Path, tmp_path: Path) -> None:
+    """Food→Kitchen, seed 0, fraction 0.2: a plain numpy/scipy computation gives popularity ≈ 0.011,
+    cooccurrence ≈ 0.042, ridge_map ≈ 0.036 NDCG@10 on cold-start test users."""
+    args = [
+        "run",
+        "--data",
+        str(real_data_dir),
+        "--source",
+        "Grocery_and_Gourmet_Food",
+        "--target",
+        "Home_and_Kitchen",
+        "--out",
+        str(tmp_path),
+        "--seeds",
+        "0",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    models = json.loads((tmp_path / "metrics.json").read_text())["models"]
+    ndcg = {name: r["cold_start_test"]["ndcg@10"] for name, r in models.items()}
+    assert 0.008 < ndcg["popularity"] < 0.014, ndcg
+    assert 0.036 < ndcg["cooccurrence"] < 0.048, ndcg
+    assert 0.030 < ndcg["ridge_map"] < 0.048, ndcg
+    assert models["popularity"]["cold_start_test"]["users"] == 1880

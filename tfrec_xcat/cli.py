@@ -78,6 +78,21 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from tfrec_xcat.config import load_config
+    from tfrec_xcat.experiment import run_experiment
+    from tfrec_xcat.report import verdict
+
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    base = _config(args)
+    config = load_config(args.config, {**{"data": base.to_dict()["data"]}, "run": {"seeds": seeds}})
+    models = args.models.split(",") if args.models else None
+    metrics = run_experiment(config, args.out, models, progress=not args.quiet)
+    print(verdict(metrics).replace("**", ""))
+    print(f"wrote {args.out}/metrics.json, report.md, report.html")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfrec_xcat import __version__
 
@@ -108,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     p.add_argument("--cache", help="cache directory (default: $TFREC_XCAT_CACHE or ~/.cache/tfrec-xcat)")
     p.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")
+    _data_options(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--seeds", help="comma-separated split seeds (default: [run] seeds of the config, or 0)")
+    p.add_argument("--models", help="comma-separated models (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

@@ -18,7 +18,9 @@ def metric_names() -> list[str]:
     return [*(f"recall@{k}" for k in KS), *(f"ndcg@{k}" for k in KS), "hitrate@10", "mrr"]
 
 
-def rank_metrics(scores: np.ndarray, exclude: sp.csr_matrix | np.ndarray, truth: sp.csr_matrix) -> dict[str, np.ndarray]:
+def rank_metrics(
+    scores: np.ndarray, exclude: sp.csr_matrix | np.ndarray, truth: sp.csr_matrix
+) -> dict[str, np.ndarray]:
     """Per-user metrics (arrays of length n_users) for one block of users."""
     scores = np.array(scores, dtype=np.float64, copy=True)
     n_users, n_items = scores.shape
@@ -28,8 +30,10 @@ def rank_metrics(scores: np.ndarray, exclude: sp.csr_matrix | np.ndarray, truth:
     scores[excl.astype(bool)] = -np.inf
     kmax = min(max(KS), n_items)
     # top-kmax by score, ties by lower item index: sort on (-score, index) within the partitioned candidates
-    part = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax] if kmax < n_items else np.tile(
-        np.arange(n_items), (n_users, 1)
+    part = (
+        np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
+        if kmax < n_items
+        else np.tile(np.arange(n_items), (n_users, 1))
     )
     part_scores = np.take_along_axis(scores, part, 1)
     order = np.lexsort((part, -part_scores), axis=1)
