@@ -1,6 +1,7 @@
 """The one configuration object that drives the CLI and the Python API alike, loaded from TOML and validated.
 
-A config file has one table per section (``[data]``, ``[synthetic]``, ``[split]``, ``[run]``); every key is
+A config file has one table per section (``[data]``, ``[synthetic]``, ``[split]``, ``[run]``, ``[model]``,
+``[training]``); every key is
 optional and defaults to the field default below. Unknown sections or keys, wrong types and out-of-range values
 are :class:`~tfrec_xcat.errors.ConfigError` naming the file, section and key.
 """
@@ -19,6 +20,8 @@ from tfrec_xcat.data.load import FORMATS
 from tfrec_xcat.data.split import SplitSpec
 from tfrec_xcat.data.synthetic import SyntheticSpec
 from tfrec_xcat.errors import ConfigError
+from tfrec_xcat.models.spec import ModelSpec
+from tfrec_xcat.training.spec import TrainSpec
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Config:
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     split: SplitSpec = field(default_factory=SplitSpec)
     run: RunConfig = field(default_factory=RunConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    training: TrainSpec = field(default_factory=TrainSpec)
 
     @property
     def source(self) -> str:

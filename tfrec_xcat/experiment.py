@@ -16,7 +16,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from tfrec_xcat.api import load_data, split_data
-from tfrec_xcat.baselines import REGISTRY
+from tfrec_xcat.baselines.base import FitContext
+from tfrec_xcat.catalog import MODELS as REGISTRY
 from tfrec_xcat.config import Config
 from tfrec_xcat.errors import ConfigError
 from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, over_seeds, summarize
@@ -35,9 +36,19 @@ def _check_models(models: list[str]) -> None:
         raise ConfigError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
 
 
-def fit_and_evaluate(name: str, m: SplitMatrices, n_train: int) -> dict[str, Any]:
+def validator(m: SplitMatrices) -> Any:
+    """The selection metric on cold-start VALIDATION users, for a scorer (used for early stopping)."""
+
+    def validate(scorer: Any) -> float:
+        return summarize(evaluate_segment(scorer, m, "cold_start_val"))[SELECTION_METRIC]
+
+    return validate
+
+
+def fit_and_evaluate(name: str, ctx: FitContext) -> dict[str, Any]:
     """Fit every setting of ``name``'s grid, keep the best on cold-start validation, test it once."""
     cls = REGISTRY[name]
+    m, n_train = ctx.m, len(ctx.split.train)
     best: tuple[Any, dict[str, float], dict[str, Any]] | None = None
     selection = []
     started = time.perf_counter()
@@ -45,7 +56,7 @@ def fit_and_evaluate(name: str, m: SplitMatrices, n_train: int) -> dict[str, Any
     for params in cls.grid:
         model = cls(**params)
         t0 = time.perf_counter()
-        model.fit(m)
+        model.fit(ctx)
         fit_seconds += time.perf_counter() - t0
         val = summarize(evaluate_segment(model.score, m, "cold_start_val"))
         selection.append({"params": params, "cold_start_val_" + SELECTION_METRIC: val[SELECTION_METRIC]})
@@ -63,8 +74,10 @@ def fit_and_evaluate(name: str, m: SplitMatrices, n_train: int) -> dict[str, Any
         "warm_test": summarize(warm),
         "cold_start_test_by_history": by_history(test),
         "train_seconds": fit_seconds,
-        "examples_per_second": n_train * len(cls.grid) / max(fit_seconds, 1e-9),
+        "examples_per_second": getattr(model, "examples_per_second", None)
+        or n_train * len(cls.grid) / max(fit_seconds, 1e-9),
         "wall_seconds": time.perf_counter() - started,
+        "history": list(model.history),
     }
 
 
@@ -80,6 +93,7 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("train_seconds", "examples_per_second"):
         out[key] = sum(r[key] for r in per_seed) / len(per_seed)
     out["params"] = [r["params"] for r in per_seed]
+    out["history"] = per_seed[0]["history"]
     out["selection"] = [r["selection"] for r in per_seed]
     return out
 
@@ -108,7 +122,16 @@ def run_experiment(
         bar.update()
         for name in models:
             bar.set_description(f"seed {seed}: {name}")
-            results[name].append(fit_and_evaluate(name, m, len(split.train)))
+            ctx = FitContext(
+                data=data,
+                split=split,
+                m=m,
+                seed=seed,
+                settings=config.to_dict(),
+                workdir=out / "work" / f"seed{seed}" / name,
+                validate=validator(m),
+            )
+            results[name].append(fit_and_evaluate(name, ctx))
             log.info(
                 "seed %s %s: cold-start test %s %.4f",
                 seed,

@@ -14,8 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from tfrec_xcat.baselines.base import MatrixBaseline
-from tfrec_xcat.features.matrices import SplitMatrices
+from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
 
 POWERS = {"none": 0.0, "sqrt_row": 0.5, "row": 1.0}
 
@@ -23,7 +22,8 @@ POWERS = {"none": 0.0, "sqrt_row": 0.5, "row": 1.0}
 class Cooccurrence(MatrixBaseline):
     grid: ClassVar[list[dict[str, Any]]] = [{"normalize": n} for n in POWERS]
 
-    def fit(self, m: SplitMatrices) -> None:
+    def fit(self, ctx: FitContext) -> None:
+        m = ctx.m
         normalize = self.params.get("normalize", "none")
         if normalize not in POWERS:
             raise ValueError(f"cooccurrence normalize must be one of {', '.join(POWERS)}, got {normalize!r}")

@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from tfrec_xcat.baselines.base import MatrixBaseline
-from tfrec_xcat.features.matrices import SplitMatrices
+from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
 
 
 class RidgeMap(MatrixBaseline):
     grid: ClassVar[list[dict[str, Any]]] = [{"l2": v} for v in (10.0, 100.0, 1000.0, 3000.0, 10000.0)]
 
-    def fit(self, m: SplitMatrices) -> None:
+    def fit(self, ctx: FitContext) -> None:
+        m = ctx.m
         l2 = float(self.params.get("l2", 100.0))
         both = m.overlap_rows()
         self.s = m.source[both].astype(np.float64).tocsr()

@@ -1,0 +1,120 @@
+"""Integer feature space shared by the neural towers: vocabularies, item feature tables, user history table.
+
+Index 0 is OOV/padding everywhere. Users are indexed in the order of :class:`SplitMatrices` (row + 1), items in
+sorted-id order (+ 1), so the evaluator's rows and columns map to model indices without lookups. Item text is
+tokenised once with a ``TextVectorization`` adapted on the item texts (content only, no interactions). The history
+table holds, per user and per category, the last ``history_per_category`` items of the TRAINING split only: a
+cold-start user's held-out target items can never be in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tfrec_xcat.data.dataset import ShopData
+from tfrec_xcat.data.split import ColdStartSplit
+from tfrec_xcat.features.matrices import SplitMatrices
+
+
+@dataclass
+class FeatureSpace:
+    """Everything the towers need, as NumPy arrays (index 0 = OOV / padding)."""
+
+    users: pd.Index  # user ids; model index = position + 1
+    items: pd.Index  # item ids; model index = position + 1
+    categories: list[str]  # model index = position + 1
+    item_category: np.ndarray  # (n_items + 1,) int32
+    item_tokens: np.ndarray  # (n_items + 1, max_tokens) int32
+    vocabulary: list[str]  # token vocabulary ("" = padding, "[UNK]" = 1)
+    history: np.ndarray  # (n_users + 1, n_categories * history_per_category) int32, per-category blocks
+    history_per_category: int
+    source: str
+    target: str
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def category_index(self, name: str) -> int:
+        return self.categories.index(name) + 1
+
+    def item_index(self, ids: np.ndarray | pd.Series | list[str]) -> np.ndarray:
+        """Model indices of item ids (0 for unknown ids)."""
+        return (self.items.get_indexer(pd.Index(ids)) + 1).astype(np.int32)
+
+    def user_index(self, ids: np.ndarray | pd.Series | list[str]) -> np.ndarray:
+        """Model indices of user ids (0 for unknown ids)."""
+        return (self.users.get_indexer(pd.Index(ids)) + 1).astype(np.int32)
+
+    def items_of(self, category: str) -> np.ndarray:
+        """Model indices of every item in ``category``, in sorted-id order (the evaluator's column order)."""
+        return np.flatnonzero(self.item_category == self.category_index(category)).astype(np.int32)
+
+
+def tokenize(texts: list[str], max_tokens: int, vocab_size: int) -> tuple[np.ndarray, list[str]]:
+    """Adapt a ``TextVectorization`` on ``texts`` and return their token ids and the vocabulary."""
+    import tensorflow as tf
+    import tf_keras
+
+    layer = tf_keras.layers.TextVectorization(max_tokens=vocab_size, output_sequence_length=max_tokens)
+    layer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(4096))
+    tokens = layer(tf.constant(texts)).numpy().astype(np.int32) if texts else np.zeros((0, max_tokens), np.int32)
+    return tokens, list(layer.get_vocabulary())
+
+
+def history_table(
+    train: pd.DataFrame, users: pd.Index, items: pd.Index, categories: list[str], per_category: int
+) -> np.ndarray:
+    """(n_users + 1, n_categories * per_category) item indices: each user's last training items per category,
+    oldest first within a block, right-aligned, 0-padded."""
+    table = np.zeros((len(users) + 1, len(categories) * per_category), dtype=np.int32)
+    frame = train[["user_id", "item_id", "category", "position"]].sort_values(["user_id", "position"], kind="stable")
+    from_end = frame.groupby(["user_id", "category"], sort=False).cumcount(ascending=False).to_numpy()
+    keep = from_end < per_category
+    frame = frame.loc[keep]
+    rows = users.get_indexer(frame["user_id"]) + 1
+    block = pd.Index(categories).get_indexer(frame["category"])
+    cols = block * per_category + (per_category - 1 - from_end[keep])
+    ok = (rows > 0) & (block >= 0)
+    table[rows[ok], cols[ok]] = items.get_indexer(frame["item_id"].to_numpy()[ok]) + 1
+    return table
+
+
+def build_feature_space(
+    data: ShopData,
+    split: ColdStartSplit,
+    m: SplitMatrices,
+    *,
+    history_per_category: int = 20,
+    max_tokens: int = 16,
+    vocab_size: int = 20000,
+) -> FeatureSpace:
+    """The feature space of one split (history from ``split.train`` only)."""
+    items = pd.Index(np.sort(data.items["item_id"].to_numpy()))
+    categories = data.categories()
+    item_frame = data.items.set_index("item_id").loc[items]
+    item_category = np.zeros(len(items) + 1, dtype=np.int32)
+    item_category[1:] = pd.Index(categories).get_indexer(item_frame["category"]) + 1
+    text = data.item_text().loc[items].fillna("").tolist()
+    tokens, vocabulary = tokenize(text, max_tokens, vocab_size)
+    item_tokens = np.zeros((len(items) + 1, max_tokens), dtype=np.int32)
+    item_tokens[1:] = tokens
+    return FeatureSpace(
+        users=m.users,
+        items=items,
+        categories=categories,
+        item_category=item_category,
+        item_tokens=item_tokens,
+        vocabulary=vocabulary,
+        history=history_table(split.train, m.users, items, categories, history_per_category),
+        history_per_category=history_per_category,
+        source=split.source,
+        target=split.target,
+    )

@@ -1,0 +1,1 @@
+"""Neural towers, layers and the TFRS models built from them."""

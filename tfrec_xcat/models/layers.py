@@ -1,0 +1,43 @@
+"""Small layers: gradient reversal (DANN) and its λ schedule, masked pooling."""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+import tf_keras
+
+
+@tf.custom_gradient
+def reverse_gradient(x: tf.Tensor, lam: tf.Tensor) -> tuple[tf.Tensor, object]:
+    """Identity forward; −λ·grad backward (and no gradient for λ)."""
+
+    def grad(upstream: tf.Tensor) -> tuple[tf.Tensor, None]:
+        return -lam * upstream, None
+
+    return tf.identity(x), grad
+
+
+class GradientReversal(tf_keras.layers.Layer):
+    """Gradient-reversal layer; ``lam`` is a non-trainable variable a callback may schedule."""
+
+    def __init__(self, lam: float = 1.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.lam = tf.Variable(lam, trainable=False, dtype=tf.float32, name="grl_lambda")
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return reverse_gradient(x, tf.cast(self.lam, x.dtype))
+
+
+def dann_lambda(progress: float, lam_max: float = 1.0, schedule: str = "dann") -> float:
+    """λ at training progress ``p`` in [0, 1]: constant, or the DANN ramp 2/(1+e^(−10p))−1."""
+    if schedule == "constant":
+        return lam_max
+    p = min(max(progress, 0.0), 1.0)
+    return lam_max * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
+
+
+def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Mean over axis 1 of ``values`` (B, T, D) where ``mask`` (B, T) is true; zeros where nothing is."""
+    m = tf.cast(mask, values.dtype)[..., None]
+    return tf.reduce_sum(values * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)

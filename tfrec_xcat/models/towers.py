@@ -1,0 +1,137 @@
+"""The two towers. One item tower (trained on the source first) embeds every item, in candidates and histories.
+
+``ItemTower``: item id (OOV-safe, index 0) + category + mean of title-token embeddings → MLP → L2-normalised
+vector. With the id replaced by 0 it embeds a new item from its content alone.
+
+``UserTower``: user id (OOV-safe) + the user's history in every category, each history item encoded by the SAME
+item tower plus an embedding of its category, pooled by mean, attention (query = the target category) or a GRU,
+→ MLP → one output head per target category → L2-normalised query. A user with only source history still gets a
+target query: that is the cold-start path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from tfrec_xcat.models.layers import masked_mean
+from tfrec_xcat.models.spec import ModelSpec
+
+
+def _mlp(widths: list[int], name: str) -> tf_keras.Sequential:
+    return tf_keras.Sequential([tf_keras.layers.Dense(w, activation="relu") for w in widths], name=name)
+
+
+class ItemFeatures(tf_keras.layers.Layer):
+    """Item index → its features (category, tokens), from constant tables."""
+
+    def __init__(self, item_category: np.ndarray, item_tokens: np.ndarray, **kwargs: object) -> None:
+        super().__init__(trainable=False, **kwargs)
+        self.item_category = tf.constant(item_category, dtype=tf.int32)
+        self.item_tokens = tf.constant(item_tokens, dtype=tf.int32)
+
+    def call(self, items: tf.Tensor) -> dict[str, tf.Tensor]:
+        items = tf.cast(items, tf.int32)
+        return {
+            "item": items,
+            "category": tf.gather(self.item_category, items),
+            "tokens": tf.gather(self.item_tokens, items),
+        }
+
+
+class ItemTower(tf_keras.Model):
+    """Item features → normalised ``embedding_dim`` vector (see the module docstring)."""
+
+    def __init__(self, n_items: int, n_categories: int, vocab_size: int, spec: ModelSpec, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.id_embedding = tf_keras.layers.Embedding(n_items + 1, spec.embedding_dim, name="item_id")
+        self.category_embedding = tf_keras.layers.Embedding(n_categories + 1, 16, name="item_category")
+        self.token_embedding = tf_keras.layers.Embedding(vocab_size + 2, spec.text_dim, name="item_tokens")
+        self.hidden = _mlp(spec.tower_layers, "item_hidden")
+        self.project = tf_keras.layers.Dense(spec.embedding_dim, name="item_out")
+
+    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        items = tf.cast(features["item"], tf.int32)
+        if training and self.spec.id_dropout > 0:
+            keep = tf.random.uniform(tf.shape(items)) >= self.spec.id_dropout
+            items = tf.where(keep, items, tf.zeros_like(items))
+        parts = [self.category_embedding(features["category"])]
+        if self.spec.use_ids:
+            parts.append(self.id_embedding(items))
+        if self.spec.use_text:
+            tokens = tf.cast(features["tokens"], tf.int32)
+            parts.append(masked_mean(self.token_embedding(tokens), tokens > 0))
+        x = self.hidden(tf.concat(parts, axis=-1))
+        return tf.math.l2_normalize(self.project(x), axis=-1)
+
+    def top_layers(self) -> list[tf_keras.layers.Layer]:
+        """The layers a ``partial`` transfer fine-tunes: the last hidden layer and the output projection."""
+        return [*self.hidden.layers[-1:], self.project]
+
+
+class UserTower(tf_keras.Model):
+    """(user, history, target category) → normalised query (see the module docstring)."""
+
+    def __init__(
+        self,
+        item_tower: ItemTower,
+        item_features: ItemFeatures,
+        n_users: int,
+        n_categories: int,
+        spec: ModelSpec,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.item_tower = item_tower
+        self.item_features = item_features
+        self.n_categories = n_categories
+        d = spec.embedding_dim
+        self.user_embedding = tf_keras.layers.Embedding(n_users + 1, d, name="user_id")
+        self.history_category = tf_keras.layers.Embedding(n_categories + 1, d, name="history_category")
+        self.target_category = tf_keras.layers.Embedding(n_categories + 1, d, name="target_category")
+        if spec.pooling == "attention":
+            self.attention_query = tf_keras.layers.Dense(d, name="attention_query")
+        elif spec.pooling == "gru":
+            self.gru = tf_keras.layers.GRU(d, name="history_gru")
+        self.hidden = _mlp(spec.tower_layers, "user_hidden")
+        self.heads = tf_keras.layers.Dense(d * n_categories, name="per_category_heads")
+
+    def encode_history(self, history: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """Encode history item indices (B, T) with the shared item tower, each item once: (B, T, d), mask."""
+        flat = tf.reshape(history, [-1])
+        unique, position = tf.unique(flat)
+        vectors = self.item_tower(self.item_features(unique), training=training)
+        encoded = tf.reshape(tf.gather(vectors, position), [tf.shape(history)[0], tf.shape(history)[1], -1])
+        categories = tf.gather(self.item_features.item_category, history)
+        return encoded + self.history_category(categories), history > 0
+
+    def pool(self, encoded: tf.Tensor, mask: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        if self.spec.pooling == "mean":
+            return masked_mean(encoded, mask)
+        if self.spec.pooling == "gru":
+            return self.gru(encoded, mask=mask)
+        query = self.attention_query(self.target_category(target))  # (B, d)
+        logits = tf.einsum("btd,bd->bt", encoded, query) / tf.sqrt(float(self.spec.embedding_dim))
+        logits = tf.where(mask, logits, tf.fill(tf.shape(logits), -1e9))
+        weights = tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
+        return tf.einsum("bt,btd->bd", weights, encoded)
+
+    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        users = tf.cast(features["user"], tf.int32)
+        history = tf.cast(features["history"], tf.int32)
+        target = tf.cast(features["target_category"], tf.int32)
+        encoded, mask = self.encode_history(history, training=training)
+        pooled = self.pool(encoded, mask, target)
+        count = tf.math.log1p(tf.reduce_sum(tf.cast(mask, tf.float32), axis=1, keepdims=True))
+        parts = [pooled, self.target_category(target), count]
+        if self.spec.use_ids:
+            if training and self.spec.id_dropout > 0:
+                users = tf.where(tf.random.uniform(tf.shape(users)) >= self.spec.id_dropout, users, 0)
+            parts.append(self.user_embedding(users))
+        x = self.hidden(tf.concat(parts, axis=-1))
+        heads = tf.reshape(self.heads(x), [-1, self.n_categories, self.spec.embedding_dim])
+        query = tf.gather(heads, tf.maximum(target - 1, 0), batch_dims=1)
+        return tf.math.l2_normalize(query, axis=-1)

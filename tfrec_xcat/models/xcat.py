@@ -1,0 +1,136 @@
+"""``XcatModel``: the two-tower retrieval + ranking model with a gradient-reversal domain discriminator.
+
+Each training example is (user, positive item, target category[, rating]). The user's history comes from the
+training-only history table, without the positive item; with probability ``cold_history_dropout`` the example
+also loses its target-category history, so the model learns to serve users who have only source history.
+
+Tasks (weights in :class:`ModelSpec`):
+- retrieval: ``tfrs.tasks.Retrieval``, in-batch softmax with temperature, log-Q correction, accidental hits removed;
+- ranking: ``tfrs.tasks.Ranking`` with BCE on positives vs in-batch negatives, plus MSE on ratings when present;
+- domain: a discriminator on item vectors behind a gradient-reversal layer, fed source and target items in equal
+  numbers; its accuracy near 0.5 means the item representations of the two categories are aligned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras
+
+from tfrec_xcat.features.space import FeatureSpace
+from tfrec_xcat.models.layers import GradientReversal
+from tfrec_xcat.models.spec import ModelSpec
+from tfrec_xcat.models.towers import ItemFeatures, ItemTower, UserTower
+
+
+class XcatModel(tfrs.Model):
+    """Retrieval + ranking + domain adaptation over a :class:`FeatureSpace`."""
+
+    def __init__(self, space: FeatureSpace, spec: ModelSpec, *, with_ratings: bool = False) -> None:
+        super().__init__()
+        self.spec = spec
+        self.with_ratings = with_ratings
+        n_cat = len(space.categories)
+        self.item_features = ItemFeatures(space.item_category, space.item_tokens, name="item_features")
+        self.item_tower = ItemTower(space.n_items, n_cat, len(space.vocabulary), spec, name="item_tower")
+        self.user_tower = UserTower(self.item_tower, self.item_features, space.n_users, n_cat, spec, name="user_tower")
+        self.history_table = tf.constant(space.history, dtype=tf.int32)
+        self.source_items = tf.constant(space.items_of(space.source), dtype=tf.int32)
+        self.target_items = tf.constant(space.items_of(space.target), dtype=tf.int32)
+        self.target_category_index = space.category_index(space.target)
+
+        # mean (not TFRS's default sum) over the batch, so the task weights below are comparable
+        self.retrieval = tfrs.tasks.Retrieval(
+            loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True),
+            temperature=spec.temperature,
+            remove_accidental_hits=True,
+        )
+        self.ranking_head = tf_keras.Sequential(
+            [tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(2)], name="ranking_head"
+        )
+        self.ranking = tfrs.tasks.Ranking(
+            loss=tf_keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[tf_keras.metrics.AUC(from_logits=True, name="ranking_auc")],
+        )
+        self.rating = tfrs.tasks.Ranking(
+            loss=tf_keras.losses.MeanSquaredError(), metrics=[tf_keras.metrics.RootMeanSquaredError(name="rmse")]
+        )
+        self.grl = GradientReversal(0.0, name="grl")
+        self.discriminator = tf_keras.Sequential(
+            [tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(1)], name="domain_discriminator"
+        )
+        self.domain_accuracy = tf_keras.metrics.BinaryAccuracy(threshold=0.0, name="domain_accuracy")
+
+    # ------------------------------------------------------------------------------------ helpers
+    def user_history(self, users: tf.Tensor, positives: tf.Tensor | None, target: tf.Tensor, training: bool) -> tf.Tensor:
+        """The training-only history of each user, without the positive item (and maybe its target block)."""
+        hist = tf.gather(self.history_table, tf.cast(users, tf.int32))
+        if positives is not None:
+            hist = tf.where(hist == tf.cast(positives, tf.int32)[:, None], 0, hist)
+        if training and self.spec.cold_history_dropout > 0:
+            drop = tf.random.uniform(tf.shape(users)) < self.spec.cold_history_dropout
+            in_target = tf.gather(self.item_features.item_category, hist) == tf.cast(target, tf.int32)[:, None]
+            hist = tf.where(drop[:, None] & in_target, 0, hist)
+        return hist
+
+    def query(
+        self, users: tf.Tensor, target: tf.Tensor, positives: tf.Tensor | None = None, training: bool = False
+    ) -> tf.Tensor:
+        hist = self.user_history(users, positives, target, training)
+        return self.user_tower({"user": users, "history": hist, "target_category": target}, training=training)
+
+    def embed_items(self, items: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.item_tower(self.item_features(items), training=training)
+
+    def ranking_logits(self, query: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        """(click logit, rating) for query/item-vector pairs."""
+        return self.ranking_head(tf.concat([query, items, query * items], axis=-1))
+
+    # ------------------------------------------------------------------------------------- loss
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        users, items = features["user"], features["item"]
+        target = features["target_category"]
+        query = self.query(users, target, positives=items, training=training)
+        candidates = self.embed_items(items, training=training)
+        loss = self.retrieval(
+            query,
+            candidates,
+            candidate_sampling_probability=features.get("sampling_probability") if self.spec.logq_correction else None,
+            candidate_ids=tf.cast(items, tf.int32),
+            compute_metrics=not training,
+        )
+        if self.spec.ranking_weight > 0:
+            negatives = tf.roll(candidates, shift=1, axis=0)
+            pos = self.ranking_logits(query, candidates)
+            neg = self.ranking_logits(query, negatives)
+            labels = tf.concat([tf.ones_like(pos[:, :1]), tf.zeros_like(neg[:, :1])], axis=0)
+            rank_loss = self.ranking(labels, tf.concat([pos[:, :1], neg[:, :1]], axis=0))
+            if self.with_ratings and "rating" in features:
+                rank_loss += self.rating(tf.cast(features["rating"], tf.float32)[:, None], pos[:, 1:])
+            loss += self.spec.ranking_weight * rank_loss
+        if self.spec.grl and self.spec.grl_weight > 0:
+            n = tf.maximum(tf.shape(items)[0] // 2, 1)
+            src = tf.gather(self.source_items, tf.random.uniform([n], 0, tf.shape(self.source_items)[0], tf.int32))
+            tgt = tf.gather(self.target_items, tf.random.uniform([n], 0, tf.shape(self.target_items)[0], tf.int32))
+            vectors = self.embed_items(tf.concat([src, tgt], axis=0), training=training)
+            logits = self.discriminator(self.grl(vectors))
+            labels = tf.concat([tf.zeros([n, 1]), tf.ones([n, 1])], axis=0)
+            domain_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+            self.domain_accuracy.update_state(labels, logits)
+            loss += self.spec.grl_weight * domain_loss
+        return loss
+
+    # ---------------------------------------------------------------------------------- scoring
+    def target_item_vectors(self, batch: int = 8192) -> np.ndarray:
+        """Vectors of every target item (evaluator column order)."""
+        items = self.target_items.numpy()
+        return np.concatenate([self.embed_items(items[i : i + batch]).numpy() for i in range(0, len(items), batch)])
+
+    def user_vectors(self, users: np.ndarray, batch: int = 2048) -> np.ndarray:
+        """Target queries of users (model indices) from their full training history."""
+        out = []
+        for i in range(0, len(users), batch):
+            u = tf.constant(users[i : i + batch], dtype=tf.int32)
+            out.append(self.query(u, tf.fill(tf.shape(u), self.target_category_index)).numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.spec.embedding_dim), np.float32)

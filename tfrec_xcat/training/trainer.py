@@ -1,0 +1,235 @@
+"""Training the transfer model: stages, callbacks, checkpoints, early stopping on cold-start validation.
+
+Modes (``TrainSpec.mode``): stage 1 trains on source interactions (the source-trained item tower), then stage 2
+adapts to the target with the item tower ``frozen``, ``partial`` (top layers train) or ``full``; ``joint`` trains
+both categories together in one stage (per-category query heads); ``target_only`` trains on target data only.
+Early stopping watches a validation callable (cold-start VALIDATION NDCG@10, given by the caller) and restores the
+best weights. Each stage checkpoints every epoch and resumes after a crash (``BackupAndRestore``); TensorBoard logs
+and examples/second go to the work directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tf_keras
+
+from tfrec_xcat.features.space import FeatureSpace
+from tfrec_xcat.models.layers import dann_lambda
+from tfrec_xcat.models.spec import ModelSpec
+from tfrec_xcat.models.xcat import XcatModel
+from tfrec_xcat.training.spec import TrainSpec
+
+log = logging.getLogger(__name__)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(spec: TrainSpec) -> tf_keras.optimizers.Optimizer:
+    if spec.optimizer == "adagrad":
+        return tf_keras.optimizers.Adagrad(spec.learning_rate)
+    if spec.optimizer == "sgd":
+        return tf_keras.optimizers.SGD(spec.learning_rate, momentum=0.9)
+    return tf_keras.optimizers.Adam(spec.learning_rate)
+
+
+def examples(space: FeatureSpace, frame: pd.DataFrame, with_ratings: bool) -> dict[str, np.ndarray]:
+    """Training examples of ``frame``: model indices, each item's category as the target, log-Q probabilities."""
+    items = space.item_index(frame["item_id"].to_numpy())
+    counts = np.bincount(items, minlength=space.n_items + 1).astype(np.float64)
+    out = {
+        "user": space.user_index(frame["user_id"].to_numpy()),
+        "item": items,
+        "target_category": space.item_category[items],
+        "sampling_probability": (counts[items] / max(len(items), 1)).astype(np.float32),
+    }
+    if with_ratings and "rating" in frame.columns:
+        out["rating"] = frame["rating"].to_numpy(dtype=np.float32)
+    return out
+
+
+def dataset(features: dict[str, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
+    n = len(features["user"])
+    ds = tf.data.Dataset.from_tensor_slices(features)
+    ds = ds.shuffle(min(n, 200_000), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, drop_remainder=n >= 2 * batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------------------------------------ callbacks
+class GrlSchedule(tf_keras.callbacks.Callback):
+    """Sets the gradient-reversal λ before each batch: constant, or the DANN ramp over the stage's progress."""
+
+    def __init__(self, spec: ModelSpec, epochs: int, steps: int) -> None:
+        super().__init__()
+        self.spec, self.total, self.epoch = spec, max(epochs * steps, 1), 0
+        self.steps = steps
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        progress = (self.epoch * self.steps + batch) / self.total
+        self.model.grl.lam.assign(dann_lambda(progress, self.spec.grl_lambda_max, self.spec.grl_schedule))
+
+
+class Throughput(tf_keras.callbacks.Callback):
+    """Logs examples/second per epoch (``examples_per_second`` in the epoch logs)."""
+
+    def __init__(self, n_examples: int) -> None:
+        super().__init__()
+        self.n, self.start, self.rates = n_examples, 0.0, []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        rate = self.n / max(time.perf_counter() - self.start, 1e-9)
+        self.rates.append(rate)
+        if logs is not None:
+            logs["examples_per_second"] = rate
+
+
+class ValidationStopping(tf_keras.callbacks.Callback):
+    """Early stopping on a validation callable (higher is better); restores the best weights at the end."""
+
+    def __init__(self, validate: Callable[[XcatModel], float], patience: int, name: str = "val_cold_ndcg@10") -> None:
+        super().__init__()
+        self.validate, self.patience, self.name = validate, patience, name
+        self.best, self.best_weights, self.wait, self.values = -np.inf, None, 0, []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = float(self.validate(self.model))
+        self.values.append(value)
+        if logs is not None:
+            logs[self.name] = value
+            logs["domain_accuracy"] = float(self.model.domain_accuracy.result())
+        self.model.domain_accuracy.reset_state()
+        log.info("epoch %d: %s %.4f", epoch + 1, self.name, value)
+        if value > self.best:
+            self.best, self.best_weights, self.wait = value, self.model.get_weights(), 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+# --------------------------------------------------------------------------------------------------- trainer
+@dataclass
+class TrainResult:
+    model: XcatModel
+    history: list[float]  # validation value per target-stage epoch
+    examples_per_second: float
+    train_seconds: float
+    stages: dict[str, Any]
+
+
+def set_trainable(model: XcatModel, mode: str) -> None:
+    """Freeze what the transfer mode keeps fixed in stage 2."""
+    tower = model.item_tower
+    tower.trainable = True
+    if mode == "frozen":
+        tower.trainable = False
+    elif mode == "partial":
+        top = {id(layer) for layer in tower.top_layers()}
+        for layer in [tower.id_embedding, tower.category_embedding, tower.token_embedding, *tower.hidden.layers]:
+            layer.trainable = id(layer) in top
+        tower.project.trainable = True
+
+
+def train(
+    space: FeatureSpace,
+    train_frame: pd.DataFrame,
+    model_spec: ModelSpec,
+    spec: TrainSpec,
+    *,
+    validate: Callable[[XcatModel], float],
+    workdir: str | Path,
+    seed: int = 0,
+    with_ratings: bool = False,
+) -> TrainResult:
+    """Train an :class:`XcatModel` on ``train_frame`` (training interactions) as ``spec.mode`` says."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tf_keras.utils.set_random_seed(seed)
+    if spec.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(spec.strategy)
+    with strategy.scope():
+        model = XcatModel(space, model_spec, with_ratings=with_ratings)
+    in_source = train_frame["category"] == space.source
+    in_target = train_frame["category"] == space.target
+    stages: list[tuple[str, pd.DataFrame, int, bool]] = []
+    if spec.mode in ("frozen", "partial", "full"):
+        if spec.source_epochs > 0:
+            stages.append(("source", train_frame[in_source], spec.source_epochs, False))
+        stages.append(("target", train_frame[in_target], spec.epochs, True))
+    elif spec.mode == "joint":
+        stages.append(("joint", train_frame[in_source | in_target], spec.epochs, True))
+    else:
+        stages.append(("target", train_frame[in_target], spec.epochs, True))
+
+    started = time.perf_counter()
+    history: list[float] = []
+    rates: list[float] = []
+    info: dict[str, Any] = {}
+    for name, frame, epochs, watch in stages:
+        if name == "target" and spec.mode in ("frozen", "partial"):
+            set_trainable(model, spec.mode)
+        with strategy.scope():
+            model.compile(optimizer=make_optimizer(spec))
+        feats = examples(space, frame, with_ratings)
+        n = len(feats["user"])
+        if not model.built:  # BackupAndRestore needs built variables to restore into
+            model.compute_loss({k: v[:2] for k, v in feats.items()}, training=False)
+        steps = max(n // spec.batch_size, 1)
+        throughput = Throughput(n)
+        callbacks: list[tf_keras.callbacks.Callback] = [
+            throughput,
+            GrlSchedule(model_spec, epochs, steps),
+            tf_keras.callbacks.BackupAndRestore(str(workdir / "backup" / name)),
+            tf_keras.callbacks.ModelCheckpoint(
+                str(workdir / "checkpoints" / name / "epoch-{epoch:03d}"), save_weights_only=True
+            ),
+        ]
+        stopper = ValidationStopping(validate, spec.patience) if watch else None
+        if stopper is not None:
+            callbacks.append(stopper)
+        callbacks.append(tf_keras.callbacks.TensorBoard(str(workdir / "tensorboard" / name), write_graph=False))
+        t0 = time.perf_counter()
+        model.fit(dataset(feats, spec.batch_size, seed), epochs=epochs, callbacks=callbacks, verbose=spec.verbose)
+        info[name] = {
+            "examples": n,
+            "epochs_run": len(throughput.rates),
+            "seconds": time.perf_counter() - t0,
+            "examples_per_second": float(np.median(throughput.rates)) if throughput.rates else 0.0,
+        }
+        rates.extend(throughput.rates)
+        if stopper is not None:
+            history = stopper.values
+            info[name]["best_validation"] = stopper.best
+        log.info("stage %s: %s", name, info[name])
+    return TrainResult(
+        model=model,
+        history=history,
+        examples_per_second=float(np.median(rates)) if rates else 0.0,
+        train_seconds=time.perf_counter() - started,
+        stages=info,
+    )
