@@ -63,7 +63,9 @@ class XcatModel(tfrs.Model):
         self.domain_accuracy = tf_keras.metrics.BinaryAccuracy(threshold=0.0, name="domain_accuracy")
 
     # ------------------------------------------------------------------------------------ helpers
-    def user_history(self, users: tf.Tensor, positives: tf.Tensor | None, target: tf.Tensor, training: bool) -> tf.Tensor:
+    def user_history(
+        self, users: tf.Tensor, positives: tf.Tensor | None, target: tf.Tensor, training: bool
+    ) -> tf.Tensor:
         """The training-only history of each user, without the positive item (and maybe its target block)."""
         hist = tf.gather(self.history_table, tf.cast(users, tf.int32))
         if positives is not None:

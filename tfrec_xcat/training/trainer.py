@@ -10,7 +10,10 @@ and examples/second go to the work directory.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,10 +167,27 @@ def train(
     workdir: str | Path,
     seed: int = 0,
     with_ratings: bool = False,
+    callbacks: list[tf_keras.callbacks.Callback] | None = None,
 ) -> TrainResult:
     """Train an :class:`XcatModel` on ``train_frame`` (training interactions) as ``spec.mode`` says."""
     workdir = Path(workdir)
+    signature = json.dumps(
+        {
+            "model": dataclasses.asdict(model_spec),
+            "training": dataclasses.asdict(spec),
+            "seed": seed,
+            "examples": len(train_frame),
+            "users": space.n_users,
+            "items": space.n_items,
+        },
+        sort_keys=True,
+    )
+    marker = workdir / "signature.json"
+    if marker.is_file() and marker.read_text() != signature:
+        log.warning("%s holds a run of other settings or data: starting afresh", workdir)
+        shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(signature)
     tf_keras.utils.set_random_seed(seed)
     if spec.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -193,15 +213,28 @@ def train(
     for name, frame, epochs, watch in stages:
         if name == "target" and spec.mode in ("frozen", "partial"):
             set_trainable(model, spec.mode)
+        done = workdir / "stages" / name
+        if (done / "done.json").is_file():  # finished before a crash: reuse it, don't train it again
+            feats = examples(space, frame.iloc[:2], with_ratings)
+            if not model.built:
+                model.compute_loss(feats, training=False)
+                model.built = True
+            model.load_weights(str(done / "weights"))
+            info[name] = {**json.loads((done / "done.json").read_text()), "epochs_run": 0, "resumed": True}
+            history = info[name].get("history", [])
+            log.info("stage %s: already finished, weights restored from %s", name, done)
+            continue
         with strategy.scope():
             model.compile(optimizer=make_optimizer(spec))
         feats = examples(space, frame, with_ratings)
         n = len(feats["user"])
-        if not model.built:  # BackupAndRestore needs built variables to restore into
+        if not model.built:  # BackupAndRestore restores weights and optimizer state only into a built model
             model.compute_loss({k: v[:2] for k, v in feats.items()}, training=False)
+            model.built = True
         steps = max(n // spec.batch_size, 1)
         throughput = Throughput(n)
-        callbacks: list[tf_keras.callbacks.Callback] = [
+        stage_callbacks: list[tf_keras.callbacks.Callback] = [
+            *(callbacks or []),
             throughput,
             GrlSchedule(model_spec, epochs, steps),
             tf_keras.callbacks.BackupAndRestore(str(workdir / "backup" / name)),
@@ -211,10 +244,10 @@ def train(
         ]
         stopper = ValidationStopping(validate, spec.patience) if watch else None
         if stopper is not None:
-            callbacks.append(stopper)
-        callbacks.append(tf_keras.callbacks.TensorBoard(str(workdir / "tensorboard" / name), write_graph=False))
+            stage_callbacks.append(stopper)
+        stage_callbacks.append(tf_keras.callbacks.TensorBoard(str(workdir / "tensorboard" / name), write_graph=False))
         t0 = time.perf_counter()
-        model.fit(dataset(feats, spec.batch_size, seed), epochs=epochs, callbacks=callbacks, verbose=spec.verbose)
+        model.fit(dataset(feats, spec.batch_size, seed), epochs=epochs, callbacks=stage_callbacks, verbose=spec.verbose)
         info[name] = {
             "examples": n,
             "epochs_run": len(throughput.rates),
@@ -225,6 +258,9 @@ def train(
         if stopper is not None:
             history = stopper.values
             info[name]["best_validation"] = stopper.best
+            info[name]["history"] = history
+        model.save_weights(str(done / "weights"))
+        (done / "done.json").write_text(json.dumps(info[name]))
         log.info("stage %s: %s", name, info[name])
     return TrainResult(
         model=model,
