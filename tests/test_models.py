@@ -13,7 +13,7 @@ from tfrec_xcat.data.load import load_shop
 from tfrec_xcat.data.split import make_split
 from tfrec_xcat.features.matrices import SplitMatrices
 from tfrec_xcat.features.space import build_feature_space
-from tfrec_xcat.models.layers import GradientReversal, dann_lambda
+from tfrec_xcat.models.layers import GradientReversal, dann_lambda, grl_lambda
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.xcat import XcatModel
 from tfrec_xcat.training.spec import TrainSpec
@@ -48,6 +48,8 @@ def test_dann_schedule() -> None:
     values = [dann_lambda(p / 10) for p in range(11)]
     assert values == sorted(values)
     assert dann_lambda(0.0, 0.7, "constant") == 0.7
+    for p in (0.0, 0.25, 0.5, 1.0, 1.5):
+        assert float(grl_lambda(tf.constant(p), 0.8, "dann")) == pytest.approx(dann_lambda(p, 0.8), rel=1e-5)
 
 
 def test_towers_accept_unseen_users_and_items(setup) -> None:

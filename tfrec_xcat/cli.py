@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="cache directory (default: $TFREC_XCAT_CACHE or ~/.cache/tfrec-xcat)")
     p.set_defaults(func=cmd_data_prepare)
 
+    from tfrec_xcat import train as train_entry
+
+    p = sub.add_parser("train", help="train the configured transfer model; checkpoints, resume, TensorBoard")
+    train_entry.add_arguments(p)
+    p.set_defaults(func=train_entry.command)
+
     p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")
     _data_options(p)
     p.add_argument("--out", required=True, help="run directory")

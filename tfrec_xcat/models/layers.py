@@ -19,14 +19,14 @@ def reverse_gradient(x: tf.Tensor, lam: tf.Tensor) -> tuple[tf.Tensor, object]:
 
 
 class GradientReversal(tf_keras.layers.Layer):
-    """Gradient-reversal layer; ``lam`` is a non-trainable variable a callback may schedule."""
+    """Gradient-reversal layer. λ is the call's ``lam`` tensor (a schedule) or, if None, the fixed ``lam``."""
 
     def __init__(self, lam: float = 1.0, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.lam = tf.Variable(lam, trainable=False, dtype=tf.float32, name="grl_lambda")
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        return reverse_gradient(x, tf.cast(self.lam, x.dtype))
+    def call(self, x: tf.Tensor, lam: tf.Tensor | None = None) -> tf.Tensor:
+        return reverse_gradient(x, tf.cast(self.lam if lam is None else lam, x.dtype))
 
 
 def dann_lambda(progress: float, lam_max: float = 1.0, schedule: str = "dann") -> float:
@@ -35,6 +35,14 @@ def dann_lambda(progress: float, lam_max: float = 1.0, schedule: str = "dann") -
         return lam_max
     p = min(max(progress, 0.0), 1.0)
     return lam_max * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0)
+
+
+def grl_lambda(progress: tf.Tensor, lam_max: float, schedule: str) -> tf.Tensor:
+    """In-graph :func:`dann_lambda` (progress is a float tensor)."""
+    if schedule == "constant":
+        return tf.constant(lam_max, tf.float32)
+    p = tf.clip_by_value(progress, 0.0, 1.0)
+    return lam_max * (2.0 / (1.0 + tf.exp(-10.0 * p)) - 1.0)
 
 
 def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

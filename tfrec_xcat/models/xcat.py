@@ -19,7 +19,7 @@ import tensorflow_recommenders as tfrs
 import tf_keras
 
 from tfrec_xcat.features.space import FeatureSpace
-from tfrec_xcat.models.layers import GradientReversal
+from tfrec_xcat.models.layers import GradientReversal, grl_lambda
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.towers import ItemFeatures, ItemTower, UserTower
 
@@ -40,9 +40,11 @@ class XcatModel(tfrs.Model):
         self.target_items = tf.constant(space.items_of(space.target), dtype=tf.int32)
         self.target_category_index = space.category_index(space.target)
 
-        # mean (not TFRS's default sum) over the batch, so the task weights below are comparable
+        # Losses are summed here and divided by the GLOBAL number of examples in compute_loss: a mean over the
+        # global batch, so task weights are comparable and gradients are right when replicas sum them.
+        sum_ = tf_keras.losses.Reduction.SUM
         self.retrieval = tfrs.tasks.Retrieval(
-            loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True),
+            loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True, reduction=sum_),
             temperature=spec.temperature,
             remove_accidental_hits=True,
         )
@@ -50,17 +52,30 @@ class XcatModel(tfrs.Model):
             [tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(2)], name="ranking_head"
         )
         self.ranking = tfrs.tasks.Ranking(
-            loss=tf_keras.losses.BinaryCrossentropy(from_logits=True),
+            loss=tf_keras.losses.BinaryCrossentropy(from_logits=True, reduction=sum_),
             metrics=[tf_keras.metrics.AUC(from_logits=True, name="ranking_auc")],
         )
         self.rating = tfrs.tasks.Ranking(
-            loss=tf_keras.losses.MeanSquaredError(), metrics=[tf_keras.metrics.RootMeanSquaredError(name="rmse")]
+            loss=tf_keras.losses.MeanSquaredError(reduction=sum_),
+            metrics=[tf_keras.metrics.RootMeanSquaredError(name="rmse")],
         )
         self.grl = GradientReversal(0.0, name="grl")
+        # steps in the current training stage; λ follows the stage's progress (set by the trainer)
+        self.stage_steps = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="stage_steps")
         self.discriminator = tf_keras.Sequential(
             [tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(1)], name="domain_discriminator"
         )
         self.domain_accuracy = tf_keras.metrics.BinaryAccuracy(threshold=0.0, name="domain_accuracy")
+
+    def build_variables(self) -> None:
+        """Create every weight by running each sub-network once (no task metrics are touched, so this is safe
+        under any distribution strategy); needed before restoring checkpoints into the model."""
+        users = tf.constant([1, 1], tf.int32)
+        query = self.query(users, tf.fill([2], self.target_category_index))
+        items = self.embed_items(tf.constant([1, 1], tf.int32))
+        self.ranking_head(tf.concat([query, items, query * items], axis=-1))
+        self.discriminator(items)
+        self.built = True
 
     # ------------------------------------------------------------------------------------ helpers
     def user_history(
@@ -95,7 +110,9 @@ class XcatModel(tfrs.Model):
         target = features["target_category"]
         query = self.query(users, target, positives=items, training=training)
         candidates = self.embed_items(items, training=training)
-        loss = self.retrieval(
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        per_example = 1.0 / (tf.cast(tf.shape(items)[0], tf.float32) * replicas)
+        loss = per_example * self.retrieval(
             query,
             candidates,
             candidate_sampling_probability=features.get("sampling_probability") if self.spec.logq_correction else None,
@@ -107,20 +124,24 @@ class XcatModel(tfrs.Model):
             pos = self.ranking_logits(query, candidates)
             neg = self.ranking_logits(query, negatives)
             labels = tf.concat([tf.ones_like(pos[:, :1]), tf.zeros_like(neg[:, :1])], axis=0)
-            rank_loss = self.ranking(labels, tf.concat([pos[:, :1], neg[:, :1]], axis=0))
+            rank_loss = 0.5 * self.ranking(labels, tf.concat([pos[:, :1], neg[:, :1]], axis=0))
             if self.with_ratings and "rating" in features:
                 rank_loss += self.rating(tf.cast(features["rating"], tf.float32)[:, None], pos[:, 1:])
-            loss += self.spec.ranking_weight * rank_loss
+            loss += self.spec.ranking_weight * per_example * rank_loss
         if self.spec.grl and self.spec.grl_weight > 0:
+            lam = None
+            if training and self.optimizer is not None:
+                progress = tf.cast(self.optimizer.iterations, tf.float32) / self.stage_steps
+                lam = grl_lambda(progress, self.spec.grl_lambda_max, self.spec.grl_schedule)
             n = tf.maximum(tf.shape(items)[0] // 2, 1)
             src = tf.gather(self.source_items, tf.random.uniform([n], 0, tf.shape(self.source_items)[0], tf.int32))
             tgt = tf.gather(self.target_items, tf.random.uniform([n], 0, tf.shape(self.target_items)[0], tf.int32))
             vectors = self.embed_items(tf.concat([src, tgt], axis=0), training=training)
-            logits = self.discriminator(self.grl(vectors))
+            logits = self.discriminator(self.grl(vectors, lam))
             labels = tf.concat([tf.zeros([n, 1]), tf.ones([n, 1])], axis=0)
             domain_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
             self.domain_accuracy.update_state(labels, logits)
-            loss += self.spec.grl_weight * domain_loss
+            loss += self.spec.grl_weight * domain_loss / replicas
         return loss
 
     # ---------------------------------------------------------------------------------- scoring

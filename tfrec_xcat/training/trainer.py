@@ -26,7 +26,6 @@ import tensorflow as tf
 import tf_keras
 
 from tfrec_xcat.features.space import FeatureSpace
-from tfrec_xcat.models.layers import dann_lambda
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.xcat import XcatModel
 from tfrec_xcat.training.spec import TrainSpec
@@ -73,22 +72,6 @@ def dataset(features: dict[str, np.ndarray], batch_size: int, seed: int) -> tf.d
 
 
 # ------------------------------------------------------------------------------------------------ callbacks
-class GrlSchedule(tf_keras.callbacks.Callback):
-    """Sets the gradient-reversal λ before each batch: constant, or the DANN ramp over the stage's progress."""
-
-    def __init__(self, spec: ModelSpec, epochs: int, steps: int) -> None:
-        super().__init__()
-        self.spec, self.total, self.epoch = spec, max(epochs * steps, 1), 0
-        self.steps = steps
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        progress = (self.epoch * self.steps + batch) / self.total
-        self.model.grl.lam.assign(dann_lambda(progress, self.spec.grl_lambda_max, self.spec.grl_schedule))
-
-
 class Throughput(tf_keras.callbacks.Callback):
     """Logs examples/second per epoch (``examples_per_second`` in the epoch logs)."""
 
@@ -168,6 +151,7 @@ def train(
     seed: int = 0,
     with_ratings: bool = False,
     callbacks: list[tf_keras.callbacks.Callback] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainResult:
     """Train an :class:`XcatModel` on ``train_frame`` (training interactions) as ``spec.mode`` says."""
     workdir = Path(workdir)
@@ -191,7 +175,7 @@ def train(
     tf_keras.utils.set_random_seed(seed)
     if spec.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(spec.strategy)
+    strategy = strategy or make_strategy(spec.strategy)
     with strategy.scope():
         model = XcatModel(space, model_spec, with_ratings=with_ratings)
     in_source = train_frame["category"] == space.source
@@ -215,10 +199,9 @@ def train(
             set_trainable(model, spec.mode)
         done = workdir / "stages" / name
         if (done / "done.json").is_file():  # finished before a crash: reuse it, don't train it again
-            feats = examples(space, frame.iloc[:2], with_ratings)
             if not model.built:
-                model.compute_loss(feats, training=False)
-                model.built = True
+                with strategy.scope():
+                    model.build_variables()
             model.load_weights(str(done / "weights"))
             info[name] = {**json.loads((done / "done.json").read_text()), "epochs_run": 0, "resumed": True}
             history = info[name].get("history", [])
@@ -229,14 +212,14 @@ def train(
         feats = examples(space, frame, with_ratings)
         n = len(feats["user"])
         if not model.built:  # BackupAndRestore restores weights and optimizer state only into a built model
-            model.compute_loss({k: v[:2] for k, v in feats.items()}, training=False)
-            model.built = True
+            with strategy.scope():
+                model.build_variables()
         steps = max(n // spec.batch_size, 1)
+        model.stage_steps.assign(float(max(epochs * steps, 1)))
         throughput = Throughput(n)
         stage_callbacks: list[tf_keras.callbacks.Callback] = [
             *(callbacks or []),
             throughput,
-            GrlSchedule(model_spec, epochs, steps),
             tf_keras.callbacks.BackupAndRestore(str(workdir / "backup" / name)),
             tf_keras.callbacks.ModelCheckpoint(
                 str(workdir / "checkpoints" / name / "epoch-{epoch:03d}"), save_weights_only=True
