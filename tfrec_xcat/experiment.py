@@ -25,8 +25,7 @@ from tfrec_xcat.features.matrices import SplitMatrices
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("popularity", "cooccurrence", "ridge_map")
-DEFAULT_MODELS = BASELINES
+DEFAULT_MODELS = tuple(REGISTRY)
 SELECTION_METRIC = "ndcg@10"
 
 

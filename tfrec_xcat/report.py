@@ -10,9 +10,9 @@ import html
 from pathlib import Path
 from typing import Any
 
+from tfrec_xcat.baselines import BASELINES as BASELINE_NAMES
 from tfrec_xcat.evaluation.metrics import metric_names
 
-BASELINE_NAMES = ("popularity", "cooccurrence", "ridge_map", "target_only", "emcdr")
 SEGMENT_TITLES = {
     "cold_start_test": "Cold-start test users (the headline)",
     "cold_start_val": "Cold-start validation users (used for model selection)",
