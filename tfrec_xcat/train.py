@@ -42,6 +42,7 @@ def save_space(space: Any, directory: Path) -> None:
         item_category=space.item_category,
         item_tokens=space.item_tokens,
         history=space.history,
+        item_popularity=space.item_popularity,
     )
     meta = {
         "categories": space.categories,

@@ -33,6 +33,7 @@ class FeatureSpace:
     history_per_category: int
     source: str
     target: str
+    item_popularity: np.ndarray | None = None  # (n_items + 1,) training interactions per item
 
     @property
     def n_users(self) -> int:
@@ -117,4 +118,7 @@ def build_feature_space(
         history_per_category=history_per_category,
         source=split.source,
         target=split.target,
+        item_popularity=np.bincount(items.get_indexer(split.train["item_id"]) + 1, minlength=len(items) + 1).astype(
+            np.float32
+        ),
     )

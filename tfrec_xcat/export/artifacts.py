@@ -1,0 +1,47 @@
+"""Loading a trained run's model (``RUN_DIR/model``) back: feature space, spec and weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tfrec_xcat.errors import XcatError
+from tfrec_xcat.features.space import FeatureSpace
+from tfrec_xcat.models.spec import ModelSpec
+from tfrec_xcat.models.xcat import XcatModel
+
+
+def load_space(directory: Path) -> FeatureSpace:
+    arrays = np.load(directory / "space.npz", allow_pickle=False)
+    meta = json.loads((directory / "space.json").read_text())
+    return FeatureSpace(
+        users=pd.Index(arrays["users"].astype(object)),
+        items=pd.Index(arrays["items"].astype(object)),
+        categories=list(meta["categories"]),
+        item_category=arrays["item_category"],
+        item_tokens=arrays["item_tokens"],
+        vocabulary=list(meta["vocabulary"]),
+        history=arrays["history"],
+        history_per_category=int(meta["history_per_category"]),
+        source=meta["source"],
+        target=meta["target"],
+        item_popularity=arrays.get("item_popularity"),
+    )
+
+
+def load_trained(run_dir: str | Path) -> tuple[XcatModel, FeatureSpace, ModelSpec]:
+    """The trained model of ``tfrec-xcat train --out RUN_DIR``, ready to serve."""
+    directory = Path(run_dir) / "model"
+    needed = ["space.npz", "space.json", "spec.json", "weights.index"]
+    missing = [n for n in needed if not (directory / n).is_file()]
+    if missing:
+        raise XcatError(f"{directory}: not a trained model (missing {', '.join(missing)}); run tfrec-xcat train first")
+    space = load_space(directory)
+    spec = ModelSpec(**json.loads((directory / "spec.json").read_text()))
+    model = XcatModel(space, spec)
+    model.build_variables()
+    model.load_weights(str(directory / "weights")).expect_partial()
+    return model, space, spec

@@ -1,0 +1,59 @@
+"""``tfrec-xcat export --run RUN_DIR --out saved_models/``: the three servables of a trained run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfrec_xcat.export.artifacts import load_trained
+from tfrec_xcat.export.servables import SERVABLES
+from tfrec_xcat.export.writer import clean_partial, next_version, write_server_configs, write_version
+
+log = logging.getLogger(__name__)
+
+
+def warmup_inputs(space: Any) -> dict[str, dict[str, np.ndarray]]:
+    """A small, valid request per servable (two users: one known, one unknown), for TF Serving warm-up."""
+    user = str(space.users[0])
+    target = np.asarray(space.items)[space.items_of(space.target)[:3] - 1].astype(str)
+    source = np.asarray(space.items)[space.items_of(space.source)[:2] - 1].astype(str)
+    history = np.array([[source[0], source[1]], ["", ""]], dtype=object).astype(bytes)
+    return {
+        "xcat_retrieval": {
+            "user_id": np.array([user, "unknown-user"]).astype(bytes),
+            "history": history,
+            "k": np.array([10, 10], np.int32),
+        },
+        "xcat_ranking": {
+            "user_id": np.array([user, "unknown-user"]).astype(bytes),
+            "history": history,
+            "candidates": np.array([target, target]).astype(bytes),
+        },
+        "xcat_item_tower": {
+            "item_id": target[:2].astype(bytes),
+            "category": np.array([space.target] * 2).astype(bytes),
+            "text": np.array([b"stainless steel pan", b""]),
+        },
+    }
+
+
+def export(run_dir: str | Path, out: str | Path, *, names: list[str] | None = None) -> dict[str, Path]:
+    """Export the trained model of ``run_dir``; returns ``{servable name: version path}``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in clean_partial(out):
+        log.warning("removed an interrupted export's leftovers: %s", tmp)
+    model, space, _ = load_trained(run_dir)
+    names = names or list(SERVABLES)
+    version = next_version(out, names)
+    inputs = warmup_inputs(space)
+    written = {}
+    for name in names:
+        module = SERVABLES[name](model, space)
+        written[name] = write_version(module, out, name, version, inputs[name])
+        log.info("wrote %s", written[name])
+    write_server_configs(out, list(SERVABLES))
+    return written
