@@ -93,6 +93,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from tfrec_xcat.export.exporter import export
+
+    written = export(args.run, args.out)
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    print(f"TF Serving config: {args.out}/models.config, {args.out}/batching_parameters.txt")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfrec_xcat import __version__
 
@@ -129,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the configured transfer model; checkpoints, resume, TensorBoard")
     train_entry.add_arguments(p)
     p.set_defaults(func=train_entry.command)
+
+    p = sub.add_parser("export", help="write the trained model as TF Serving SavedModels (stock ops only)")
+    p.add_argument("--run", required=True, help="run directory of tfrec-xcat train")
+    p.add_argument("--out", default="saved_models", help="models folder (default saved_models/)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")
     _data_options(p)

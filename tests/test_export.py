@@ -1,0 +1,169 @@
+"""Export: fresh-process load equals the in-process model, stock ops only, atomic increasing versions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import SMALL
+from tfrec_xcat.config import load_config
+from tfrec_xcat.export.artifacts import load_trained
+from tfrec_xcat.export.exporter import export, warmup_inputs
+from tfrec_xcat.export.servables import RetrievalServable
+from tfrec_xcat.export.writer import versions
+from tfrec_xcat.train import run_training
+
+SMALL_CONFIG = {
+    "synthetic": {
+        "n_users": SMALL.n_users,
+        "items_per_category": list(SMALL.items_per_category),
+        "n_clusters": SMALL.n_clusters,
+    },
+    "model": {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "history_per_category": 8, "max_tokens": 8},
+    "training": {"batch_size": 128, "epochs": 1, "source_epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("trained")
+    run_training(load_config(None, SMALL_CONFIG), run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("saved_models")
+    export(trained, out)
+    return out
+
+
+REQUEST = {
+    "user_id": ["u0000001", "u0000002", "nobody", "nobody"],
+    "history": [["", "", ""], ["FOO00003", "KIT00004", ""], ["FOO00001", "FOO00002", "nope"], ["", "", "nope"]],
+    "k": [10, 10, 10, 10],
+}
+
+
+def test_layout_and_configs(exported: Path) -> None:
+    for name in ("xcat_retrieval", "xcat_ranking", "xcat_item_tower"):
+        version = exported / name / "1"
+        assert (version / "saved_model.pb").is_file() and (version / "variables").is_dir()
+        assert (version / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
+        assert f"name: '{name}'" in (exported / "models.config").read_text()
+    assert "max_batch_size" in (exported / "batching_parameters.txt").read_text()
+
+
+def test_fresh_process_load_matches_in_process(trained: Path, exported: Path, tmp_path: Path) -> None:
+    model, space, _ = load_trained(trained)
+    servable = RetrievalServable(model, space)
+    expected = servable.serve(
+        tf.constant(REQUEST["user_id"]), tf.constant(REQUEST["history"]), tf.constant(REQUEST["k"], tf.int32)
+    )
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        try:
+            import tfrec_xcat
+            sys.exit("tfrec_xcat must not be importable here")
+        except ImportError:
+            pass
+        fn = tf.saved_model.load({str(exported / "xcat_retrieval" / "1")!r}).signatures["serving_default"]
+        req = json.loads({json.dumps(json.dumps(REQUEST))})
+        out = fn(user_id=tf.constant(req["user_id"]), history=tf.constant(req["history"]),
+                 k=tf.constant(req["k"], tf.int32))
+        print(json.dumps({{"ids": out["item_ids"].numpy().astype(str).tolist(),
+                          "scores": out["scores"].numpy().tolist(),
+                          "fallback": out["popularity_fallback"].numpy().tolist()}}))
+    """)
+    # a process that cannot import tfrec_xcat: run from an empty dir with the package hidden
+    env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(tmp_path)}
+    hide = tmp_path / "sitecustomize.py"
+    hide.write_text(
+        "import sys\nsys.meta_path.insert(0, type('H', (), {'find_spec': staticmethod("
+        "lambda n, *a: (_ for _ in ()).throw(ImportError(n)) if n.split('.')[0] == 'tfrec_xcat' "
+        "else None)})())\n"
+    )
+    env["PYTHONPATH"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["ids"] == expected["item_ids"].numpy().astype(str).tolist()
+    np.testing.assert_allclose(got["scores"], expected["scores"].numpy(), rtol=1e-5, atol=1e-6)
+    assert got["fallback"] == [False, False, False, True]  # unknown id + only unknown history → popularity
+    # never recommends what the request history holds
+    assert "KIT00004" not in got["ids"][1]
+
+
+def test_only_stock_ops(exported: Path) -> None:
+    """Every op in every exported graph (functions included) is one the stock TensorFlow registry knows."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        from tensorflow.core.protobuf import saved_model_pb2
+        from tensorflow.python.framework import op_def_registry
+        ops = set()
+        for name in ("xcat_retrieval", "xcat_ranking", "xcat_item_tower"):
+            proto = saved_model_pb2.SavedModel()
+            proto.ParseFromString(open({str(exported)!r} + "/" + name + "/1/saved_model.pb", "rb").read())
+            for graph in proto.meta_graphs:
+                ops |= {{n.op for n in graph.graph_def.node}}
+                for fn in graph.graph_def.library.function:
+                    ops |= {{n.op for n in fn.node_def}}
+        unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
+        print(json.dumps({{"ops": sorted(ops), "unknown": unknown}}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["unknown"] == [], report["unknown"]
+    assert "TopKV2" in report["ops"] and "LookupTableFindV2" in report["ops"]
+    assert not any("scann" in op.lower() for op in report["ops"])
+
+
+def test_versions_increase_and_interrupted_export_leaves_nothing(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    export(trained, out, names=["xcat_item_tower"])
+    assert versions(out / "xcat_item_tower") == [1]
+
+    from tfrec_xcat.export import writer
+
+    original = writer.write_version
+
+    def dying(*args, **kwargs):
+        def crash(tmp: Path) -> None:
+            raise KeyboardInterrupt("killed mid-export")
+
+        return original(*args, **kwargs, before_rename=crash)
+
+    writer_module = sys.modules["tfrec_xcat.export.exporter"]
+    writer_module.write_version = dying
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export(trained, out, names=["xcat_item_tower"])
+    finally:
+        writer_module.write_version = original
+    assert versions(out / "xcat_item_tower") == [1]  # no partial version is visible
+    assert not list((out / "xcat_item_tower").glob(".tmp-*"))
+    export(trained, out, names=["xcat_item_tower"])
+    assert versions(out / "xcat_item_tower") == [1, 2]
+
+
+def test_warmup_requests_parse(exported: Path, trained: Path) -> None:
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = exported / "xcat_retrieval" / "1" / "assets.extra" / "tf_serving_warmup_requests"
+    records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    log = prediction_log_pb2.PredictionLog.FromString(records[0])
+    assert log.predict_log.request.model_spec.name == "xcat_retrieval"
+    assert set(log.predict_log.request.inputs) == {"user_id", "history", "k"}
+    _, space, _ = load_trained(trained)
+    assert set(warmup_inputs(space)) == {"xcat_retrieval", "xcat_ranking", "xcat_item_tower"}
