@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/tfrec-xcat data inspect
-	$(BIN)/tfrec-xcat run --out runs/demo --seeds 0,1,2
+	$(BIN)/tfrec-xcat run --out runs/demo
+	$(BIN)/tfrec-xcat train --out runs/demo-train
+	$(BIN)/tfrec-xcat export --run runs/demo-train --out saved_models
+	@echo 'report: runs/demo/report.html'
 
 test: $(STAMP)
 	$(BIN)/ruff check tfrec_xcat tests pipelines tools

@@ -52,6 +52,8 @@ def test_baselines_on_real_data_match_reference(real_data_dir: Path, tmp_path: P
         "--seeds",
         "0",
         "--quiet",
+        "--models",
+        "popularity,cooccurrence,ridge_map",
     ]
     assert main(args) == 0
     models = json.loads((tmp_path / "metrics.json").read_text())["models"]
