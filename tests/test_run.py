@@ -29,6 +29,8 @@ def run_dir(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "--seeds",
         "0,1",
         "--quiet",
+        "--models",
+        "popularity,cooccurrence,ridge_map",
     ]
     assert main(args) == 0
     return out

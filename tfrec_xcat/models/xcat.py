@@ -62,8 +62,12 @@ class XcatModel(tfrs.Model):
         self.grl = GradientReversal(0.0, name="grl")
         # steps in the current training stage; λ follows the stage's progress (set by the trainer)
         self.stage_steps = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="stage_steps")
-        self.discriminator = tf_keras.Sequential(
-            [tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(1)], name="domain_discriminator"
+        self.discriminator = (
+            tf_keras.Sequential(
+                [tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(1)], name="domain_discriminator"
+            )
+            if spec.grl
+            else None
         )
         self.domain_accuracy = tf_keras.metrics.BinaryAccuracy(threshold=0.0, name="domain_accuracy")
 
@@ -74,7 +78,8 @@ class XcatModel(tfrs.Model):
         query = self.query(users, tf.fill([2], self.target_category_index))
         items = self.embed_items(tf.constant([1, 1], tf.int32))
         self.ranking_head(tf.concat([query, items, query * items], axis=-1))
-        self.discriminator(items)
+        if self.discriminator is not None:
+            self.discriminator(items)
         self.built = True
 
     # ------------------------------------------------------------------------------------ helpers
