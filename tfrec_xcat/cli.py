@@ -103,6 +103,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tfrec_xcat.serving.server import serve
+
+    serve(args.models, args.host, args.rest_port, args.grpc_port, args.poll_seconds)
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import time
+
+    from tfrec_xcat.serving.client import RestClient, ServingError
+
+    client = RestClient(args.server)
+    history = [h for h in (args.history or "").split(",") if h] or [""]
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            reply = client.predict("xcat_retrieval", [{"user_id": args.user, "history": history, "k": args.k}])
+            break
+        except (OSError, ServingError) as exc:
+            if time.monotonic() > deadline:
+                print(f"{PROG}: error: no answer from {args.server}: {exc}", file=sys.stderr)
+                return 2
+            time.sleep(0.5)
+    row = reply["predictions"][0]
+    how = "popularity (unknown user, no usable history)" if row["popularity_fallback"] else "the model"
+    print(f"top {len(row['item_ids'])} for user {args.user} (from {how}):")
+    for rank, (item, score) in enumerate(zip(row["item_ids"], row["scores"], strict=True), 1):
+        print(f"  {rank:>3}. {item}  {score:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfrec_xcat import __version__
 
@@ -144,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory of tfrec-xcat train")
     p.add_argument("--out", default="saved_models", help="models folder (default saved_models/)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve saved_models/ with TF Serving's REST and gRPC API")
+    p.add_argument("--models", default="saved_models", help="models folder (default saved_models/)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--rest-port", type=int, default=8501)
+    p.add_argument("--grpc-port", type=int, default=8500)
+    p.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("recommend", help="ask a running server (REST) for one user's recommendations")
+    p.add_argument("--server", default="http://127.0.0.1:8501")
+    p.add_argument("--user", required=True, help="user id (may be unknown)")
+    p.add_argument("--history", help="comma-separated recent item ids, oldest first")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server to answer")
+    p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")
     _data_options(p)
