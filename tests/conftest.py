@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import tfrec_xcat  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test imports TensorFlow)
 from tfrec_xcat.data.synthetic import SyntheticSpec, write_synthetic
+
+# Never write into the user's cache from tests (set before any fixture, session-scoped ones included).
+os.environ["TFREC_XCAT_CACHE"] = tempfile.mkdtemp(prefix="tfrec-xcat-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("TFREC_XCAT_REAL_DATA", REPO.parent / "shared" / "data" / "amazon-food-kitchen"))
@@ -30,7 +34,31 @@ def real_data_dir() -> Path:
     return REAL_DATA
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never write into the user's cache from tests."""
-    monkeypatch.setenv("TFREC_XCAT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+SMALL_CONFIG = {
+    "synthetic": {
+        "n_users": SMALL.n_users,
+        "items_per_category": list(SMALL.items_per_category),
+        "n_clusters": SMALL.n_clusters,
+    },
+    "model": {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "history_per_category": 8, "max_tokens": 8},
+    "training": {"batch_size": 128, "epochs": 1, "source_epochs": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tfrec_xcat.config import load_config
+    from tfrec_xcat.train import run_training
+
+    run = tmp_path_factory.mktemp("trained")
+    run_training(load_config(None, SMALL_CONFIG), run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tfrec_xcat.export.exporter import export
+
+    out = tmp_path_factory.mktemp("saved_models")
+    export(trained, out)
+    return out

@@ -12,38 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import SMALL
-from tfrec_xcat.config import load_config
 from tfrec_xcat.export.artifacts import load_trained
 from tfrec_xcat.export.exporter import export, warmup_inputs
 from tfrec_xcat.export.servables import RetrievalServable
 from tfrec_xcat.export.writer import versions
-from tfrec_xcat.train import run_training
-
-SMALL_CONFIG = {
-    "synthetic": {
-        "n_users": SMALL.n_users,
-        "items_per_category": list(SMALL.items_per_category),
-        "n_clusters": SMALL.n_clusters,
-    },
-    "model": {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "history_per_category": 8, "max_tokens": 8},
-    "training": {"batch_size": 128, "epochs": 1, "source_epochs": 1},
-}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("trained")
-    run_training(load_config(None, SMALL_CONFIG), run)
-    return run
-
-
-@pytest.fixture(scope="module")
-def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("saved_models")
-    export(trained, out)
-    return out
-
 
 REQUEST = {
     "user_id": ["u0000001", "u0000002", "nobody", "nobody"],
