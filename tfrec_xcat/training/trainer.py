@@ -205,6 +205,8 @@ def train(
             model.load_weights(str(done / "weights"))
             info[name] = {**json.loads((done / "done.json").read_text()), "epochs_run": 0, "resumed": True}
             history = info[name].get("history", [])
+            if info[name].get("examples_per_second"):
+                rates.append(float(info[name]["examples_per_second"]))
             log.info("stage %s: already finished, weights restored from %s", name, done)
             continue
         with strategy.scope():
