@@ -20,7 +20,7 @@ from tfrec_xcat.baselines.base import FitContext
 from tfrec_xcat.catalog import MODELS as REGISTRY
 from tfrec_xcat.config import Config
 from tfrec_xcat.errors import ConfigError
-from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, over_seeds, summarize
+from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, over_seeds, rating_errors, summarize
 from tfrec_xcat.features.matrices import SplitMatrices
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,14 @@ def fit_and_evaluate(name: str, ctx: FitContext) -> dict[str, Any]:
     model, val, params = best
     test = evaluate_segment(model.score, m, "cold_start_test")
     warm = evaluate_segment(model.score, m, "warm_test")
+    summaries = {"cold_start_val": dict(val), "cold_start_test": summarize(test), "warm_test": summarize(warm)}
+    if ctx.data.has_ratings and hasattr(model, "predict_ratings"):
+        for segment, stats in summaries.items():
+            stats.update(rating_errors(model.predict_ratings, m, ctx.split.heldout[segment]))
     return {
         "params": params,
         "selection": selection,
-        "cold_start_val": val,
-        "cold_start_test": summarize(test),
-        "warm_test": summarize(warm),
+        **summaries,
         "cold_start_test_by_history": by_history(test),
         "train_seconds": fit_seconds,
         "examples_per_second": getattr(model, "examples_per_second", None)

@@ -52,11 +52,13 @@ def verdict(metrics: dict[str, Any]) -> str:
 
 def _tables(metrics: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     names = metric_names()
+    if any("rmse" in r["cold_start_test"] for r in metrics["models"].values()):
+        names += ["mae", "rmse"]  # rating error, for the models that predict ratings
     tables = []
     for segment, title in SEGMENT_TITLES.items():
         header = ["model", *names, "users"]
         rows = [
-            [model, *(_cell(r[segment], n) for n in names), f"{r[segment]['users']:.0f}"]
+            [model, *(_cell(r[segment], n) if n in r[segment] else "-" for n in names), f"{r[segment]['users']:.0f}"]
             for model, r in metrics["models"].items()
         ]
         tables.append((title, header, rows))

@@ -68,3 +68,16 @@ def over_seeds(results: list[dict[str, float]]) -> dict[str, float]:
         if name != "users":
             out[f"{name}_std"] = float(values.std())
     return out
+
+
+def rating_errors(
+    predict: Callable[[np.ndarray, np.ndarray], np.ndarray], m: SplitMatrices, heldout: pd.DataFrame
+) -> dict[str, float]:
+    """MAE and RMSE of predicted ratings on a segment's held-out (user, target item, rating) triples."""
+    rows = m.users.get_indexer(heldout["user_id"])
+    cols = m.target_items.get_indexer(heldout["item_id"])
+    keep = (rows >= 0) & (cols >= 0)
+    if not keep.any():
+        return {}
+    error = predict(rows[keep], cols[keep]) - heldout["rating"].to_numpy()[keep]
+    return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error**2)))}

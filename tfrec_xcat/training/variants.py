@@ -79,6 +79,14 @@ class NeuralModel(MatrixBaseline):
         self.examples_per_second = result.examples_per_second
         self.stages = result.stages
 
+    def predict_ratings(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Predicted ratings of (user row, target column) pairs from the ranking model's rating head."""
+        users, inverse = np.unique(np.asarray(rows, dtype=np.int32) + 1, return_inverse=True)
+        queries = self.model.user_vectors(users)[inverse]
+        items = self.item_vectors[np.asarray(cols)]
+        out = self.model.ranking_logits(queries, items).numpy()
+        return out[:, 1]
+
     def score(self, rows: np.ndarray) -> np.ndarray:
         assert self.item_vectors is not None
         users = np.asarray(rows, dtype=np.int32) + 1  # SplitMatrices row → model user index
