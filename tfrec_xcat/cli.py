@@ -135,6 +135,26 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tfrec_xcat.config import load_config
+    from tfrec_xcat.tuning.tuner import OBJECTIVE, tune
+
+    base = _config(args)
+    config = load_config(
+        args.config, {"data": base.to_dict()["data"], "tune": {"tuner": args.tuner, "max_trials": args.max_trials}}
+    )
+    summary = tune(config, args.out, overwrite=args.overwrite)
+    best = summary["best"]
+    if best:
+        print(
+            f"{summary['trials']} trials; best: trial {best['trial']} {OBJECTIVE} {best[OBJECTIVE]:.4f}; "
+            f"config in {args.out}/best.toml"
+        )
+    else:
+        print(f"{summary['trials']} trials; none finished")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfrec_xcat import __version__
 
@@ -192,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server to answer")
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("tune", help="KerasTuner search on cold-start validation NDCG@10; resumable")
+    _data_options(p)
+    p.add_argument("--out", required=True, help="tune directory (re-running continues the search there)")
+    p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], help="search algorithm")
+    p.add_argument("--max-trials", type=int, help="number of trials (random, bayesian)")
+    p.add_argument("--overwrite", action="store_true", help="start the search afresh")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")
     _data_options(p)
