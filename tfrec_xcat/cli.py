@@ -155,6 +155,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import load_data
+    from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users
+
+    data = load_data(_config(args))
+    users, unknown = read_users(args.users, data)
+    if unknown:
+        print(
+            f"{len(unknown):,} user(s) not in the data, scored by the cold-start/popularity path: "
+            f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}",
+            file=sys.stderr,
+        )
+    retrieval = load_retrieval(args.model, args.version)
+    manifest = score_users(retrieval, data, users, args.out, k=args.k, block=args.block, progress=not args.quiet)
+    manifest["unknown_users"] = len(unknown)
+    print(
+        f"scored {manifest['users']:,} users ({manifest['rows']:,} rows in {manifest['shards']} shards) into {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfrec_xcat import __version__
 
@@ -220,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int, help="number of trials (random, bayesian)")
     p.add_argument("--overwrite", action="store_true", help="start the search afresh")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("score", help="offline top-k for many users from the exported xcat_retrieval (resumable)")
+    _data_options(p)
+    p.add_argument("--model", default="saved_models/xcat_retrieval", help="exported retrieval model folder")
+    p.add_argument("--version", type=int, help="model version (default: the highest)")
+    p.add_argument("--users", default="all", help="'all' or a file with one user id per line")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--out", required=True, help="output folder of Parquet shards")
+    p.add_argument("--block", type=int, default=4096, help="users per shard")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")
     _data_options(p)

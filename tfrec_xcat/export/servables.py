@@ -68,13 +68,23 @@ class _UserQuery(tf.Module):
 
     def resolve(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(user index, effective history blocks, whether the user is usable at all)."""
+        users, effective, usable, _ = self.resolve_all(user_id, history)
+        return users, effective, usable
+
+    def resolve_all(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """As :meth:`resolve`, plus every item the user has: the whole request history, or, when the request
+        has none, the stored history."""
         users = tf.cast(self.users.lookup(user_id), tf.int32)
-        requested = self.blocks(tf.cast(self.items.lookup(history), tf.int32))
+        items = tf.cast(self.items.lookup(history), tf.int32)
+        requested = self.blocks(items)
         has_request = tf.reduce_any(requested > 0, axis=1)
         stored = tf.gather(self.stored_history, users)
         effective = tf.where(has_request[:, None], requested, stored)
         usable = (users > 0) | tf.reduce_any(effective > 0, axis=1)
-        return users, effective, usable
+        owned = tf.concat(
+            [items * tf.cast(has_request, tf.int32)[:, None], stored * tf.cast(~has_request, tf.int32)[:, None]], axis=1
+        )
+        return users, effective, usable, owned
 
     @property
     def model(self) -> XcatModel:
@@ -110,12 +120,12 @@ class RetrievalServable(_UserQuery):
         ]
     )
     def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
-        users, effective, usable = self.resolve(user_id, history)
+        users, effective, usable, owned = self.resolve_all(user_id, history)
         scores = tf.matmul(self.query(users, effective), self.target_vectors, transpose_b=True)
         fallback = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
         scores = tf.where(usable[:, None], scores, fallback)
-        # never recommend what is in the history
-        column = tf.gather(self.target_column, effective)
+        # never recommend what the user has
+        column = tf.gather(self.target_column, owned)
         seen = tf.where(column >= 0)
         rows = tf.cast(seen[:, 0], tf.int32)
         cols = tf.gather_nd(column, seen)
@@ -129,6 +139,29 @@ class RetrievalServable(_UserQuery):
             "scores": top.values,
             "popularity_fallback": tf.logical_not(usable),
         }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None, None], tf.string, name="history"),
+        ]
+    )
+    def user_query(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Signature ``query``: the target query vectors (for batch scoring), and whether each user is usable."""
+        users, effective, usable = self.resolve(user_id, history)
+        return {"query": self.query(users, effective), "usable": usable}
+
+    @tf.function(input_signature=[])
+    def candidates(self) -> dict[str, tf.Tensor]:
+        """Signature ``candidates``: every target item's id, vector and training popularity."""
+        return {
+            "item_ids": tf.identity(self.target_ids),
+            "vectors": tf.identity(self.target_vectors),
+            "popularity": tf.identity(self.popularity),
+        }
+
+    def signatures(self) -> dict[str, object]:
+        return {"serving_default": self.serve, "query": self.user_query, "candidates": self.candidates}
 
 
 class RankingServable(_UserQuery):

@@ -65,7 +65,8 @@ def write_version(
         raise FileExistsError(f"{final} exists already; versions are never overwritten")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
     try:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        signatures = module.signatures() if hasattr(module, "signatures") else {"serving_default": module.serve}
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
         with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:

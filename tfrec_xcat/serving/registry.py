@@ -41,7 +41,7 @@ class Servable:
 
 def load_servable(name: str, version: int, path: Path) -> Servable:
     loaded = tf.saved_model.load(str(path))
-    signature = loaded.signatures["serving_default"]
+    signature = loaded.signatures["serving_default"]  # the API serves serving_default only
     inputs = dict(signature.structured_input_signature[1])
     outputs = dict(signature.structured_outputs)
     return Servable(name, version, signature, inputs, outputs, loaded)

@@ -1,0 +1,98 @@
+"""Batch scoring: equals the online model, chunked top-k is exact, resume after a kill is identical, unknown
+users are scored by the popularity path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tests.conftest import SMALL_CONFIG
+from tfrec_xcat.api import load_data
+from tfrec_xcat.config import load_config
+from tfrec_xcat.scoring import batch
+from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users, top_k_chunked
+
+
+@pytest.fixture(scope="module")
+def setup(exported: Path):
+    data = load_data(load_config(None, SMALL_CONFIG))
+    return load_retrieval(exported / "xcat_retrieval"), data
+
+
+def test_chunked_top_k_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    q, v = rng.normal(size=(37, 8)).astype(np.float32), rng.normal(size=(1000, 8)).astype(np.float32)
+    exclude = (np.array([0, 0, 5]), np.array([3, 999, 10]))
+    cols, scores = top_k_chunked(q, v, 25, exclude, chunk=97)
+    full = q @ v.T
+    full[exclude] = -np.inf
+    expected = np.argsort(-full, axis=1, kind="stable")[:, :25]
+    np.testing.assert_array_equal(cols, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, 1), rtol=1e-5)
+
+
+def test_offline_equals_online(setup, tmp_path: Path) -> None:
+    retrieval, data = setup
+    users = np.sort(data.interactions.user_id.unique())[:50]
+    score_users(retrieval, data, users, tmp_path, k=10, progress=False)
+    offline = pd.read_parquet(tmp_path)
+    hist, _ = batch.histories(data, users)
+    width = max(len(h) for h in hist)
+    padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
+    online = retrieval.loaded.signatures["serving_default"](
+        user_id=tf.constant(users.astype(bytes)), history=tf.constant(padded), k=tf.constant([10] * len(users))
+    )
+    ids = online["item_ids"].numpy().astype(str)
+    for i, user in enumerate(users):
+        got = offline[offline.user_id == user].sort_values("rank").item_id.tolist()
+        assert got == ids[i].tolist(), user
+
+
+def test_resume_after_kill_is_identical(setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    retrieval, data = setup
+    users = np.sort(data.interactions.user_id.unique())
+    whole = tmp_path / "whole"
+    score_users(retrieval, data, users, whole, k=7, block=64, progress=False)
+
+    resumed = tmp_path / "resumed"
+    original = batch.pq.write_table
+    calls = {"n": 0}
+
+    def dying(table, where, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            original(table.slice(0, 5), where)  # a half-written temporary file, as a kill leaves it
+            raise KeyboardInterrupt("killed")
+        return original(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(batch.pq, "write_table", dying)
+    with pytest.raises(KeyboardInterrupt):
+        score_users(retrieval, data, users, resumed, k=7, block=64, progress=False)
+    monkeypatch.setattr(batch.pq, "write_table", original)
+    assert not (resumed / "_SUCCESS").exists()
+    score_users(retrieval, data, users, resumed, k=7, block=64, progress=False)
+    a = pd.read_parquet(sorted(whole.glob("part-*.parquet")))
+    b = pd.read_parquet(sorted(resumed.glob("part-*.parquet")))
+    pd.testing.assert_frame_equal(a, b)
+    assert a.user_id.nunique() == len(users) and len(a) == 7 * len(users)
+    for name in sorted(p.name for p in whole.glob("part-*.parquet")):
+        assert (whole / name).read_bytes() == (resumed / name).read_bytes()
+
+
+def test_unknown_users_take_the_popularity_path(setup, tmp_path: Path) -> None:
+    retrieval, data = setup
+    users_file = tmp_path / "users.txt"
+    users_file.write_text("u0000001\nghost-1\n\nghost-2\nu0000001\n")
+    users, unknown = read_users(str(users_file), data)
+    assert list(users) == ["u0000001", "ghost-1", "ghost-2"] and unknown == ["ghost-1", "ghost-2"]
+    manifest = score_users(retrieval, data, users, tmp_path / "out", k=5, progress=False)
+    assert manifest["popularity_fallback_users_this_run"] == 2
+    out = pd.read_parquet(tmp_path / "out")
+    ghost = out[out.user_id == "ghost-1"].item_id.tolist()
+    expected = retrieval.item_ids[np.lexsort((np.arange(len(retrieval.popularity)), -retrieval.popularity))[:5]]
+    assert ghost == expected.tolist()
+    assert out.user_id.nunique() == 3  # nobody dropped

@@ -1,0 +1,221 @@
+"""``tfrec-xcat score``: offline top-k for many users from the exported ``xcat_retrieval`` SavedModel.
+
+Scores come from the SavedModel's ``query`` and ``candidates`` signatures, so offline and online agree. Users
+are encoded in large batches; their top-k over all target items is found by chunked matrix products merged into
+a running top-k, so the full users × items score matrix never exists. Items a user already has are excluded.
+A user the model cannot place (unknown id, no known history) gets the target popularity list, as online.
+
+Output: ``part-NNNNN.parquet`` shards (``user_id, rank, item_id, score``), each written whole then renamed into
+place, and ``_SUCCESS`` (a JSON manifest with counts) at the end. Killed at any point, the same command finishes
+the missing shards; the result is identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from tfrec_xcat.data.dataset import ShopData
+from tfrec_xcat.errors import XcatError
+
+log = logging.getLogger(__name__)
+
+MAX_HISTORY = 100
+
+
+@dataclass
+class Retrieval:
+    """The exported model's pieces batch scoring needs."""
+
+    path: Path
+    version: int
+    query: Any  # signature: user_id [B], history [B, T] → query [B, d], usable [B]
+    item_ids: np.ndarray  # [n] str
+    vectors: np.ndarray  # [n, d] float32
+    popularity: np.ndarray  # [n] float32
+
+
+def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retrieval:
+    import tensorflow as tf
+
+    from tfrec_xcat.export.writer import versions
+
+    model_dir = Path(model_dir)
+    found = versions(model_dir)
+    if not found:
+        raise XcatError(f"{model_dir}: no exported versions (run tfrec-xcat export first)")
+    if version is None:
+        version = found[-1]
+    elif version not in found:
+        raise XcatError(f"{model_dir}: no version {version} (found {', '.join(map(str, found))})")
+    loaded = tf.saved_model.load(str(model_dir / str(version)))
+    if "query" not in loaded.signatures or "candidates" not in loaded.signatures:
+        raise XcatError(f"{model_dir}/{version}: not an xcat_retrieval model (no query/candidates signatures)")
+    candidates = loaded.signatures["candidates"]()
+    retrieval = Retrieval(
+        path=model_dir / str(version),
+        version=version,
+        query=loaded.signatures["query"],
+        item_ids=candidates["item_ids"].numpy().astype(str),
+        vectors=candidates["vectors"].numpy().astype(np.float32),
+        popularity=candidates["popularity"].numpy().astype(np.float32),
+    )
+    retrieval.loaded = loaded  # type: ignore[attr-defined]  # keep the SavedModel's resources alive
+    return retrieval
+
+
+def top_k_chunked(
+    queries: np.ndarray, vectors: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray], chunk: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` columns of ``queries @ vectors.T`` per row, never materialising more than one item chunk.
+
+    ``exclude`` is (rows, cols) of scores to drop. Ties are broken by the lower column. Returns (cols, scores),
+    best first, -inf scores where fewer than k items remain.
+    """
+    n, total = len(queries), len(vectors)
+    k = min(k, total)
+    best_scores = np.full((n, k), -np.inf, dtype=np.float32)
+    best_cols = np.zeros((n, k), dtype=np.int64)
+    ex_rows, ex_cols = exclude
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        scores = queries @ vectors[start:stop].T
+        inside = (ex_cols >= start) & (ex_cols < stop)
+        scores[ex_rows[inside], ex_cols[inside] - start] = -np.inf
+        merged_scores = np.concatenate([best_scores, scores], axis=1)
+        merged_cols = np.concatenate([best_cols, np.broadcast_to(np.arange(start, stop), scores.shape)], axis=1)
+        keep = np.argpartition(-merged_scores, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(merged_scores, keep, 1)
+        best_cols = np.take_along_axis(merged_cols, keep, 1)
+    order = np.lexsort((best_cols, -best_scores), axis=1)
+    return np.take_along_axis(best_cols, order, 1), np.take_along_axis(best_scores, order, 1)
+
+
+def histories(data: ShopData, users: np.ndarray) -> tuple[list[list[str]], list[np.ndarray]]:
+    """Per user: the recent items the model reads (all categories, oldest first, at most ``MAX_HISTORY``) and
+    every item they have (for exclusion). Unknown users get empty lists."""
+    inter = data.interactions.sort_values(["user_id", "position"], kind="stable")
+    groups = inter.groupby("user_id", sort=False)["item_id"].agg(list)
+    items = [groups.get(u, []) for u in users]
+    return [h[-MAX_HISTORY:] for h in items], [np.asarray(h, dtype=object) for h in items]
+
+
+def plan_key(users: np.ndarray, k: int, block: int, retrieval: Retrieval) -> str:
+    digest = hashlib.sha256()
+    digest.update("\n".join(users).encode())
+    digest.update(f"|{k}|{block}|{retrieval.path.resolve()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def score_users(
+    retrieval: Retrieval,
+    data: ShopData,
+    users: np.ndarray,
+    out: str | Path,
+    *,
+    k: int = 100,
+    block: int = 4096,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score ``users`` into ``out`` (resumable); returns the manifest."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = plan_key(users, k, block, retrieval)
+    plan = out / "_PLAN.json"
+    if plan.is_file() and json.loads(plan.read_text())["key"] != key:
+        raise XcatError(f"{out} holds scores of other users, k or model; use another --out or empty it")
+    plan.write_text(json.dumps({"key": key, "users": len(users), "k": k, "block": block}))
+    column = {item: i for i, item in enumerate(retrieval.item_ids)}
+    shards = (len(users) + block - 1) // block
+    started = time.perf_counter()
+    bar = tqdm(total=len(users), unit="user", disable=not progress, desc="scoring")
+    fallback = 0
+    for shard in range(shards):
+        path = out / f"part-{shard:05d}.parquet"
+        chunk = users[shard * block : (shard + 1) * block]
+        if path.is_file():  # finished before an interruption
+            bar.update(len(chunk))
+            continue
+        hist, owned = histories(data, chunk)
+        width = max(1, max(len(h) for h in hist))
+        padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
+        result = retrieval.query(user_id=np.asarray(chunk, dtype=object).astype(bytes), history=padded)
+        queries = result["query"].numpy().astype(np.float32)
+        usable = result["usable"].numpy()
+        fallback += int((~usable).sum())
+        rows, cols = [], []
+        for r, items in enumerate(owned):
+            c = [column[i] for i in items if i in column]
+            rows.extend([r] * len(c))
+            cols.extend(c)
+        exclude = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
+        top_cols, top_scores = top_k_chunked(queries, retrieval.vectors, k, exclude)
+        if (~usable).any():  # the popularity path, as the online model takes it
+            pop = np.tile(retrieval.popularity, ((~usable).sum(), 1))
+            sub = np.flatnonzero(~usable)
+            inside = np.isin(exclude[0], sub)
+            remap = {r: i for i, r in enumerate(sub)}
+            pop_exclude = (np.asarray([remap[r] for r in exclude[0][inside]], dtype=np.int64), exclude[1][inside])
+            p_cols, p_scores = _popularity_topk(pop, k, pop_exclude)
+            top_cols[sub], top_scores[sub] = p_cols, p_scores
+        kk = top_cols.shape[1]
+        frame = pa.table(
+            {
+                "user_id": pa.array(np.repeat(chunk, kk).astype(str)),
+                "rank": pa.array(np.tile(np.arange(1, kk + 1, dtype=np.int32), len(chunk))),
+                "item_id": pa.array(retrieval.item_ids[top_cols.ravel()]),
+                "score": pa.array(top_scores.ravel().astype(np.float32)),
+            }
+        )
+        tmp = out / f".part-{shard:05d}.parquet.tmp"
+        pq.write_table(frame, tmp)
+        os.replace(tmp, path)
+        bar.update(len(chunk))
+    bar.close()
+    seconds = time.perf_counter() - started
+    manifest = {
+        "users": len(users),
+        "k": k,
+        "rows": sum(pq.ParquetFile(out / f"part-{s:05d}.parquet").metadata.num_rows for s in range(shards)),
+        "shards": shards,
+        "popularity_fallback_users_this_run": fallback,
+        "model": str(retrieval.path),
+        "seconds_this_run": seconds,
+    }
+    (out / "_SUCCESS").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _popularity_topk(pop: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    scores = pop.copy()
+    scores[exclude[0], exclude[1]] = -np.inf
+    k = min(k, scores.shape[1])
+    order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)[:, :k]
+    return order, np.take_along_axis(scores, order, 1)
+
+
+def read_users(spec: str, data: ShopData) -> tuple[np.ndarray, list[str]]:
+    """``all`` → every user in the data; else a file of one user id per line. Returns (users, unknown ones)."""
+    known = np.sort(data.interactions["user_id"].unique())
+    if spec == "all":
+        return known, []
+    path = Path(spec)
+    if not path.is_file():
+        raise XcatError(f"{path}: users file not found (or pass --users all)")
+    users = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    users = list(dict.fromkeys(u for u in users if u))
+    if not users:
+        raise XcatError(f"{path}: no user ids in it")
+    unknown = sorted(set(users) - set(known))
+    return np.asarray(users, dtype=object), unknown
