@@ -72,6 +72,7 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
         popularity=candidates["popularity"].numpy().astype(np.float32),
     )
     retrieval.loaded = loaded  # type: ignore[attr-defined]  # keep the SavedModel's resources alive
+    retrieval.column = {item: i for i, item in enumerate(retrieval.item_ids)}  # type: ignore[attr-defined]
     return retrieval
 
 
@@ -136,7 +137,6 @@ def score_users(
     if plan.is_file() and json.loads(plan.read_text())["key"] != key:
         raise XcatError(f"{out} holds scores of other users, k or model; use another --out or empty it")
     plan.write_text(json.dumps({"key": key, "users": len(users), "k": k, "block": block}))
-    column = {item: i for i, item in enumerate(retrieval.item_ids)}
     shards = (len(users) + block - 1) // block
     started = time.perf_counter()
     bar = tqdm(total=len(users), unit="user", disable=not progress, desc="scoring")
@@ -148,39 +148,9 @@ def score_users(
             bar.update(len(chunk))
             continue
         hist, owned = histories(data, chunk)
-        width = max(1, max(len(h) for h in hist))
-        padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
-        result = retrieval.query(user_id=np.asarray(chunk, dtype=object).astype(bytes), history=padded)
-        queries = result["query"].numpy().astype(np.float32)
-        usable = result["usable"].numpy()
-        fallback += int((~usable).sum())
-        rows, cols = [], []
-        for r, items in enumerate(owned):
-            c = [column[i] for i in items if i in column]
-            rows.extend([r] * len(c))
-            cols.extend(c)
-        exclude = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
-        top_cols, top_scores = top_k_chunked(queries, retrieval.vectors, k, exclude)
-        if (~usable).any():  # the popularity path, as the online model takes it
-            pop = np.tile(retrieval.popularity, ((~usable).sum(), 1))
-            sub = np.flatnonzero(~usable)
-            inside = np.isin(exclude[0], sub)
-            remap = {r: i for i, r in enumerate(sub)}
-            pop_exclude = (np.asarray([remap[r] for r in exclude[0][inside]], dtype=np.int64), exclude[1][inside])
-            p_cols, p_scores = _popularity_topk(pop, k, pop_exclude)
-            top_cols[sub], top_scores[sub] = p_cols, p_scores
-        kk = top_cols.shape[1]
-        frame = pa.table(
-            {
-                "user_id": pa.array(np.repeat(chunk, kk).astype(str)),
-                "rank": pa.array(np.tile(np.arange(1, kk + 1, dtype=np.int32), len(chunk))),
-                "item_id": pa.array(retrieval.item_ids[top_cols.ravel()]),
-                "score": pa.array(top_scores.ravel().astype(np.float32)),
-            }
-        )
-        tmp = out / f".part-{shard:05d}.parquet.tmp"
-        pq.write_table(frame, tmp)
-        os.replace(tmp, path)
+        table, fell_back = score_block(retrieval, chunk, hist, owned, k)
+        fallback += fell_back
+        write_shard(table, out, shard)
         bar.update(len(chunk))
     bar.close()
     seconds = time.perf_counter() - started
@@ -195,6 +165,51 @@ def score_users(
     }
     (out / "_SUCCESS").write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def score_block(
+    retrieval: Retrieval, users: np.ndarray, hist: list[list[str]], owned: list[np.ndarray], k: int
+) -> tuple[pa.Table, int]:
+    """Top-``k`` rows of one block of users; returns the table and how many took the popularity path."""
+    column = retrieval.column
+    width = max(1, max(len(h) for h in hist))
+    padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
+    result = retrieval.query(user_id=np.asarray(users, dtype=object).astype(bytes), history=padded)
+    queries = result["query"].numpy().astype(np.float32)
+    usable = result["usable"].numpy()
+    rows, cols = [], []
+    for r, items in enumerate(owned):
+        c = [column[i] for i in items if i in column]
+        rows.extend([r] * len(c))
+        cols.extend(c)
+    exclude = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
+    top_cols, top_scores = top_k_chunked(queries, retrieval.vectors, k, exclude)
+    if (~usable).any():  # the popularity path, as the online model takes it
+        sub = np.flatnonzero(~usable)
+        inside = np.isin(exclude[0], sub)
+        remap = {r: i for i, r in enumerate(sub)}
+        pop_exclude = (np.asarray([remap[r] for r in exclude[0][inside]], dtype=np.int64), exclude[1][inside])
+        pop = np.tile(retrieval.popularity, (len(sub), 1))
+        top_cols[sub], top_scores[sub] = _popularity_topk(pop, k, pop_exclude)
+    kk = top_cols.shape[1]
+    table = pa.table(
+        {
+            "user_id": pa.array(np.repeat(np.asarray(users, dtype=object), kk).astype(str)),
+            "rank": pa.array(np.tile(np.arange(1, kk + 1, dtype=np.int32), len(users))),
+            "item_id": pa.array(retrieval.item_ids[top_cols.ravel()]),
+            "score": pa.array(top_scores.ravel().astype(np.float32)),
+        }
+    )
+    return table, int((~usable).sum())
+
+
+def write_shard(table: pa.Table, out: Path, shard: int) -> Path:
+    """Write one shard whole, then rename it into place (a reader never sees half a shard)."""
+    path = out / f"part-{shard:05d}.parquet"
+    tmp = out / f".part-{shard:05d}.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _popularity_topk(pop: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
