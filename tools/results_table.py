@@ -1,6 +1,6 @@
 """Print markdown tables from one or more run directories' metrics.json (for docs/results.md).
 
-    python tools/results_table.py runs/fk-baselines runs/fk-transfer --title "Food → Kitchen"
+python tools/results_table.py runs/fk-baselines runs/fk-transfer --title "Food → Kitchen"
 """
 
 from __future__ import annotations
