@@ -45,6 +45,16 @@ SMALL_CONFIG = {
 }
 
 
+def small_config_toml(**overrides: dict) -> str:
+    """SMALL_CONFIG as a TOML config file's text, each section updated with ``overrides[section]``."""
+    from tfrec_xcat.config import dump_toml
+
+    sections = {name: dict(values) for name, values in SMALL_CONFIG.items()}
+    for name, values in overrides.items():
+        sections.setdefault(name, {}).update(values)
+    return dump_toml(sections)
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tfrec_xcat.config import load_config

@@ -13,25 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import SMALL
+from tests.conftest import small_config_toml
 
-CONFIG = f"""
-[synthetic]
-n_users = {SMALL.n_users}
-items_per_category = {list(SMALL.items_per_category)}
-n_clusters = {SMALL.n_clusters}
-[model]
-embedding_dim = 16
-tower_layers = [32]
-text_dim = 16
-history_per_category = 8
-max_tokens = 8
-[training]
-batch_size = 128
-epochs = 2
-source_epochs = 1
-strategy = "multi_worker"
-"""
+CONFIG = small_config_toml(training={"epochs": 2, "strategy": "multi_worker"})
 
 
 def free_ports(n: int) -> list[int]:

@@ -7,29 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SMALL
+from tests.conftest import small_config_toml
 from tfrec_xcat.cli import main
 from tfrec_xcat.config import load_config
 from tfrec_xcat.tuning import tuner as tuner_module
 
-CONFIG = f"""
-[synthetic]
-n_users = {SMALL.n_users}
-items_per_category = {list(SMALL.items_per_category)}
-n_clusters = {SMALL.n_clusters}
-[model]
-text_dim = 16
-history_per_category = 8
-max_tokens = 8
-[training]
-epochs = 1
-source_epochs = 1
-[tune]
-max_trials = 3
-embedding_dim = [8, 16]
-tower_layers = [[16], [32]]
-batch_size = [128]
-"""
+CONFIG = small_config_toml(
+    model={"embedding_dim": 16, "tower_layers": [32]},
+    tune={"max_trials": 3, "embedding_dim": [8, 16], "tower_layers": [[16], [32]], "batch_size": [128]},
+)
 
 
 def read_trials(out: Path) -> list[dict[str, str]]:
