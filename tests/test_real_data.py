@@ -12,18 +12,12 @@ from tfrec_xcat.cli import main
 pytestmark = pytest.mark.real_data
 
 
+def food_to_kitchen(data: Path) -> list[str]:
+    return ["--data", str(data), "--source", "Grocery_and_Gourmet_Food", "--target", "Home_and_Kitchen"]
+
+
 def test_inspect_real_data(real_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = [
-        "data",
-        "inspect",
-        "--data",
-        str(real_data_dir),
-        "--source",
-        "Grocery_and_Gourmet_Food",
-        "--target",
-        "Home_and_Kitchen",
-        "--json",
-    ]
+    args = ["data", "inspect", *food_to_kitchen(real_data_dir), "--json"]
     assert main(args) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["users"] == 53_061
@@ -41,12 +35,7 @@ def test_baselines_on_real_data_match_reference(real_data_dir: Path, tmp_path: P
     cooccurrence ≈ 0.042, ridge_map ≈ 0.036 NDCG@10 on cold-start test users."""
     args = [
         "run",
-        "--data",
-        str(real_data_dir),
-        "--source",
-        "Grocery_and_Gourmet_Food",
-        "--target",
-        "Home_and_Kitchen",
+        *food_to_kitchen(real_data_dir),
         "--out",
         str(tmp_path),
         "--seeds",
