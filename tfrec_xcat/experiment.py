@@ -20,7 +20,14 @@ from tfrec_xcat.baselines.base import FitContext
 from tfrec_xcat.catalog import MODELS as REGISTRY
 from tfrec_xcat.config import Config
 from tfrec_xcat.errors import ConfigError
-from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, over_seeds, rating_errors, summarize
+from tfrec_xcat.evaluation.evaluate import (
+    by_history,
+    cold_start_validator,
+    evaluate_segment,
+    over_seeds,
+    rating_errors,
+    summarize,
+)
 from tfrec_xcat.features.matrices import SplitMatrices
 
 log = logging.getLogger(__name__)
@@ -33,15 +40,6 @@ def _check_models(models: list[str]) -> None:
     unknown = [m for m in models if m not in REGISTRY]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
-
-
-def validator(m: SplitMatrices) -> Any:
-    """The selection metric on cold-start VALIDATION users, for a scorer (used for early stopping)."""
-
-    def validate(scorer: Any) -> float:
-        return summarize(evaluate_segment(scorer, m, "cold_start_val"))[SELECTION_METRIC]
-
-    return validate
 
 
 def fit_and_evaluate(name: str, ctx: FitContext) -> dict[str, Any]:
@@ -130,7 +128,7 @@ def run_experiment(
                 seed=seed,
                 settings=config.to_dict(),
                 workdir=out / "work" / f"seed{seed}" / name,
-                validate=validator(m),
+                validate=cold_start_validator(m, SELECTION_METRIC),
             )
             results[name].append(fit_and_evaluate(name, ctx))
             log.info(

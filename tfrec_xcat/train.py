@@ -57,10 +57,10 @@ def save_space(space: Any, directory: Path) -> None:
 def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> dict[str, Any]:
     """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``."""
     from tfrec_xcat.api import load_data, split_data
-    from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, summarize
+    from tfrec_xcat.evaluation.evaluate import by_history, cold_start_validator, evaluate_segment, summarize
     from tfrec_xcat.features.matrices import SplitMatrices
-    from tfrec_xcat.features.space import build_feature_space, history_table
-    from tfrec_xcat.training.trainer import train
+    from tfrec_xcat.features.space import build_feature_space
+    from tfrec_xcat.training.trainer import train, training_view
 
     out = Path(out)
     index = worker_index()
@@ -79,19 +79,11 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> di
         max_tokens=spec.max_tokens,
         vocab_size=spec.vocab_size,
     )
-    frame = split.train
-    if config.training.mode == "target_only":
-        frame = frame[frame["category"] == split.target]
-        space.history = history_table(frame, space.users, space.items, space.categories, space.history_per_category)
-
-    state: dict[str, Any] = {}
-
-    def scorer(rows: np.ndarray) -> np.ndarray:
-        return state["model"].user_vectors(np.asarray(rows, np.int32) + 1) @ state["items"].T
+    space, frame = training_view(space, split.train, config.training.mode)
+    on_validation = cold_start_validator(m)
 
     def validate(model: Any) -> float:
-        state["model"], state["items"] = model, model.target_item_vectors()
-        return summarize(evaluate_segment(scorer, m, "cold_start_val"))["ndcg@10"]
+        return on_validation(model.row_scorer())
 
     started = time.perf_counter()
     result = train(
@@ -105,7 +97,7 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> di
         with_ratings=data.has_ratings,
         strategy=strategy,
     )
-    state["model"], state["items"] = result.model, result.model.target_item_vectors()
+    scorer = result.model.row_scorer()
     test = evaluate_segment(scorer, m, "cold_start_test")
     metrics = {
         "data": str(config.data.path) if config.data.path else "synthetic",

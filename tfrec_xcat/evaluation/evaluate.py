@@ -43,6 +43,15 @@ def evaluate_segment(scorer: Scorer, m: SplitMatrices, segment: str, chunk: int 
     return frame
 
 
+def cold_start_validator(m: SplitMatrices, metric: str = "ndcg@10") -> Callable[[Scorer], float]:
+    """``metric`` on cold-start VALIDATION users for a scorer: what model selection and early stopping use."""
+
+    def validate(scorer: Scorer) -> float:
+        return summarize(evaluate_segment(scorer, m, "cold_start_val"))[metric]
+
+    return validate
+
+
 def summarize(per_user: pd.DataFrame) -> dict[str, float]:
     """Mean of each metric over users, plus the number of users."""
     out = {name: float(per_user[name].mean()) if len(per_user) else 0.0 for name in metric_names()}

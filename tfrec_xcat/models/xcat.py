@@ -13,6 +13,8 @@ Tasks (weights in :class:`ModelSpec`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -154,6 +156,16 @@ class XcatModel(tfrs.Model):
         """Vectors of every target item (evaluator column order)."""
         items = self.target_items.numpy()
         return np.concatenate([self.embed_items(items[i : i + batch]).numpy() for i in range(0, len(items), batch)])
+
+    def row_scorer(self, items: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """Scores for the evaluator: its user rows (model index - 1, see FeatureSpace) × every target item
+        (``items``: the target item vectors, when already computed)."""
+        items = self.target_item_vectors() if items is None else items
+
+        def scores(rows: np.ndarray) -> np.ndarray:
+            return self.user_vectors(np.asarray(rows, dtype=np.int32) + 1) @ items.T
+
+        return scores
 
     def user_vectors(self, users: np.ndarray, batch: int = 2048) -> np.ndarray:
         """Target queries of users (model indices) from their full training history."""

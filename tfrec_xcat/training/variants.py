@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
-from tfrec_xcat.features.space import build_feature_space, history_table
+from tfrec_xcat.features.space import build_feature_space
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.training.spec import TrainSpec
 
@@ -31,7 +31,7 @@ class NeuralModel(MatrixBaseline):
     training_overrides: ClassVar[dict[str, Any]] = {}
 
     def fit(self, ctx: FitContext) -> None:
-        from tfrec_xcat.training.trainer import train
+        from tfrec_xcat.training.trainer import train, training_view
 
         model_spec, train_spec = specs(
             ctx.settings,
@@ -46,21 +46,12 @@ class NeuralModel(MatrixBaseline):
             max_tokens=model_spec.max_tokens,
             vocab_size=model_spec.vocab_size,
         )
-        train_frame = ctx.split.train
-        if train_spec.mode == "target_only":
-            # no source data at all: the history table holds target interactions only
-            train_frame = train_frame[train_frame["category"] == ctx.split.target]
-            space.history = history_table(
-                train_frame, space.users, space.items, space.categories, space.history_per_category
-            )
+        space, train_frame = training_view(space, ctx.split.train, train_spec.mode)
         self.space = space
-        self.item_vectors: np.ndarray | None = None
         assert ctx.validate is not None, "neural models need a validation callable"
 
         def validate(model: Any) -> float:
-            self.item_vectors = model.target_item_vectors()
-            self.model = model
-            return ctx.validate(self.score)
+            return ctx.validate(model.row_scorer())
 
         result = train(
             space,
@@ -74,10 +65,14 @@ class NeuralModel(MatrixBaseline):
         )
         self.model = result.model
         self.item_vectors = self.model.target_item_vectors()
+        self._scores = self.model.row_scorer(self.item_vectors)
         self.history = result.history
         self.train_info = dataclasses.asdict(model_spec) | {"training": dataclasses.asdict(train_spec)}
         self.examples_per_second = result.examples_per_second
         self.stages = result.stages
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return self._scores(rows)
 
     def predict_ratings(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Predicted ratings of (user row, target column) pairs from the ranking model's rating head."""
@@ -86,11 +81,6 @@ class NeuralModel(MatrixBaseline):
         items = self.item_vectors[np.asarray(cols)]
         out = self.model.ranking_logits(queries, items).numpy()
         return out[:, 1]
-
-    def score(self, rows: np.ndarray) -> np.ndarray:
-        assert self.item_vectors is not None
-        users = np.asarray(rows, dtype=np.int32) + 1  # SplitMatrices row → model user index
-        return self.model.user_vectors(users) @ self.item_vectors.T
 
 
 def variant(

@@ -67,7 +67,7 @@ class XcatTuner(kt.engine.base_tuner.BaseTuner):
         self.base, self.spec, self.context = base, spec, context
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict[str, float]:
-        from tfrec_xcat.training.trainer import train
+        from tfrec_xcat.training.trainer import train, training_view
 
         values = define(trial.hyperparameters, self.spec)
         epochs = trial.hyperparameters.values.get("tuner/epochs")
@@ -75,9 +75,10 @@ class XcatTuner(kt.engine.base_tuner.BaseTuner):
         ctx = self.context
         print(f"trial {trial.trial_id}: {values}", flush=True)
         started = time.perf_counter()
+        space, frame = training_view(ctx["space"], ctx["frame"], config.training.mode)
         result = train(
-            ctx["space"],
-            ctx["frame"],
+            space,
+            frame,
             config.model,
             config.training,
             validate=ctx["validate"],
@@ -109,7 +110,7 @@ def make_oracle(spec: TuneSpec, epochs: int) -> kt.Oracle:
 def prepare_context(config: Config) -> dict[str, Any]:
     """Data, the first seed's split, matrices, feature space and the validation scorer (no test users used)."""
     from tfrec_xcat.api import load_data, split_data
-    from tfrec_xcat.evaluation.evaluate import evaluate_segment, summarize
+    from tfrec_xcat.evaluation.evaluate import cold_start_validator
     from tfrec_xcat.features.matrices import SplitMatrices
     from tfrec_xcat.features.space import build_feature_space
 
@@ -126,13 +127,10 @@ def prepare_context(config: Config) -> dict[str, Any]:
         vocab_size=config.model.vocab_size,
     )
 
+    on_validation = cold_start_validator(m)
+
     def validate(model: Any) -> float:
-        items = model.target_item_vectors()
-
-        def scorer(rows: Any) -> Any:
-            return model.user_vectors(rows + 1) @ items.T
-
-        return summarize(evaluate_segment(scorer, m, "cold_start_val"))["ndcg@10"]
+        return on_validation(model.row_scorer())
 
     return {"space": space, "frame": split.train, "validate": validate, "seed": seed, "with_ratings": data.has_ratings}
 
