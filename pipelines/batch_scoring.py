@@ -23,7 +23,15 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfrec_xcat.data.load import load_shop
-from tfrec_xcat.scoring.batch import histories, load_retrieval, plan_key, read_users, score_block, write_shard
+from tfrec_xcat.scoring.batch import (
+    histories,
+    item_lists,
+    load_retrieval,
+    plan_key,
+    read_users,
+    score_block,
+    write_shard,
+)
 
 
 class ScoreShard(beam.DoFn):
@@ -55,9 +63,10 @@ class ScoreShard(beam.DoFn):
 
 def shards(data: Any, users: np.ndarray, block: int) -> list[tuple[int, list[str], list[list[str]], list[list[str]]]]:
     out = []
+    lists = item_lists(data)
     for shard in range((len(users) + block - 1) // block):
         chunk = users[shard * block : (shard + 1) * block]
-        hist, owned = histories(data, chunk)
+        hist, owned = histories(lists, chunk)
         out.append((shard, [str(u) for u in chunk], hist, [list(map(str, o)) for o in owned]))
     return out
 

@@ -40,7 +40,7 @@ def test_offline_equals_online(setup, tmp_path: Path) -> None:
     users = np.sort(data.interactions.user_id.unique())[:50]
     score_users(retrieval, data, users, tmp_path, k=10, progress=False)
     offline = pd.read_parquet(tmp_path)
-    hist, _ = batch.histories(data, users)
+    hist, _ = batch.histories(batch.item_lists(data), users)
     width = max(len(h) for h in hist)
     padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
     online = retrieval.loaded.signatures["serving_default"](

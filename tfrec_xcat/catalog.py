@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tfrec_xcat.baselines import BASELINES as BASELINES
 from tfrec_xcat.baselines import REGISTRY as MATRIX_BASELINES
 from tfrec_xcat.baselines.base import MatrixBaseline
 from tfrec_xcat.training.emcdr import Emcdr

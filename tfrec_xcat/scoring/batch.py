@@ -17,11 +17,12 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -44,6 +45,8 @@ class Retrieval:
     item_ids: np.ndarray  # [n] str
     vectors: np.ndarray  # [n, d] float32
     popularity: np.ndarray  # [n] float32
+    column: dict[str, int] = field(default_factory=dict)  # item id → position in item_ids / vectors
+    loaded: Any = None  # the SavedModel object, which keeps the signatures' resources alive
 
 
 def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retrieval:
@@ -63,17 +66,17 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
     if "query" not in loaded.signatures or "candidates" not in loaded.signatures:
         raise XcatError(f"{model_dir}/{version}: not an xcat_retrieval model (no query/candidates signatures)")
     candidates = loaded.signatures["candidates"]()
-    retrieval = Retrieval(
+    item_ids = candidates["item_ids"].numpy().astype(str)
+    return Retrieval(
         path=model_dir / str(version),
         version=version,
         query=loaded.signatures["query"],
-        item_ids=candidates["item_ids"].numpy().astype(str),
+        item_ids=item_ids,
         vectors=candidates["vectors"].numpy().astype(np.float32),
         popularity=candidates["popularity"].numpy().astype(np.float32),
+        column={item: i for i, item in enumerate(item_ids)},
+        loaded=loaded,
     )
-    retrieval.loaded = loaded  # type: ignore[attr-defined]  # keep the SavedModel's resources alive
-    retrieval.column = {item: i for i, item in enumerate(retrieval.item_ids)}  # type: ignore[attr-defined]
-    return retrieval
 
 
 def top_k_chunked(
@@ -103,12 +106,16 @@ def top_k_chunked(
     return np.take_along_axis(best_cols, order, 1), np.take_along_axis(best_scores, order, 1)
 
 
-def histories(data: ShopData, users: np.ndarray) -> tuple[list[list[str]], list[np.ndarray]]:
-    """Per user: the recent items the model reads (all categories, oldest first, at most ``MAX_HISTORY``) and
-    every item they have (for exclusion). Unknown users get empty lists."""
+def item_lists(data: ShopData) -> pd.Series:
+    """Every user's items, all categories, oldest first (user id → list); built once per scoring run."""
     inter = data.interactions.sort_values(["user_id", "position"], kind="stable")
-    groups = inter.groupby("user_id", sort=False)["item_id"].agg(list)
-    items = [groups.get(u, []) for u in users]
+    return inter.groupby("user_id", sort=False)["item_id"].agg(list)
+
+
+def histories(lists: pd.Series, users: np.ndarray) -> tuple[list[list[str]], list[np.ndarray]]:
+    """Per user: the recent items the model reads (at most ``MAX_HISTORY``) and every item they have (for
+    exclusion), from :func:`item_lists`. Unknown users get empty lists."""
+    items = [lists.get(u, []) for u in users]
     return [h[-MAX_HISTORY:] for h in items], [np.asarray(h, dtype=object) for h in items]
 
 
@@ -141,13 +148,14 @@ def score_users(
     started = time.perf_counter()
     bar = tqdm(total=len(users), unit="user", disable=not progress, desc="scoring")
     fallback = 0
+    lists = item_lists(data)
     for shard in range(shards):
         path = out / f"part-{shard:05d}.parquet"
         chunk = users[shard * block : (shard + 1) * block]
         if path.is_file():  # finished before an interruption
             bar.update(len(chunk))
             continue
-        hist, owned = histories(data, chunk)
+        hist, owned = histories(lists, chunk)
         table, fell_back = score_block(retrieval, chunk, hist, owned, k)
         fallback += fell_back
         write_shard(table, out, shard)
