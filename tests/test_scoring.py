@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import SMALL_CONFIG
 from tfrec_xcat.api import load_data
 from tfrec_xcat.config import load_config
 from tfrec_xcat.scoring import batch
-from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users, top_k_chunked
+from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users, top_k_blocked
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +25,44 @@ def setup(exported: Path):
     return load_retrieval(exported / "xcat_retrieval"), data
 
 
-def test_chunked_top_k_is_exact() -> None:
-    rng = np.random.default_rng(0)
-    q, v = rng.normal(size=(37, 8)).astype(np.float32), rng.normal(size=(1000, 8)).astype(np.float32)
-    exclude = (np.array([0, 0, 5]), np.array([3, 999, 10]))
-    cols, scores = top_k_chunked(q, v, 25, exclude, chunk=97)
+def _expected_top_k(q: np.ndarray, v: np.ndarray, k: int, exclude) -> tuple[np.ndarray, np.ndarray]:
     full = q @ v.T
     full[exclude] = -np.inf
-    expected = np.argsort(-full, axis=1, kind="stable")[:, :25]
+    expected = np.argsort(-full, axis=1, kind="stable")[:, : min(k, len(v))]
+    return expected, np.take_along_axis(full, expected, 1)
+
+
+def test_blocked_top_k_is_exact() -> None:
+    rng = np.random.default_rng(0)
+    q, v = rng.normal(size=(37, 8)).astype(np.float32), rng.normal(size=(1000, 8)).astype(np.float32)
+    exclude = (np.array([5, 0, 0]), np.array([10, 3, 999]))
+    cols, scores = top_k_blocked(q, v, 25, exclude, block_bytes=4 * 1000 * 6)  # blocks of 6 users
+    expected, values = _expected_top_k(q, v, 25, exclude)
     np.testing.assert_array_equal(cols, expected)
-    np.testing.assert_allclose(scores, np.take_along_axis(full, expected, 1), rtol=1e-5)
+    np.testing.assert_allclose(scores, values, rtol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    users=st.integers(1, 12),
+    items=st.integers(1, 300),
+    k=st.integers(1, 40),
+    levels=st.integers(1, 4),
+    block=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    excluded=st.integers(0, 400),
+)
+def test_blocked_top_k_matches_a_full_sort(users, items, k, levels, block, seed, excluded) -> None:
+    """Ties (few distinct values), rows with most items excluded and k above the item count all stay exact."""
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-levels, levels + 1, size=(users, 3)).astype(np.float32)
+    v = rng.integers(-levels, levels + 1, size=(items, 3)).astype(np.float32)
+    rows, cols = rng.integers(0, users, excluded), rng.integers(0, items, excluded)
+    got_cols, got_scores = top_k_blocked(q, v, k, (rows, cols), block_bytes=4 * items * block)
+    expected, values = _expected_top_k(q, v, k, (rows, cols))
+    np.testing.assert_array_equal(got_scores, values)
+    finite = np.isfinite(values)
+    np.testing.assert_array_equal(got_cols[finite], expected[finite])
 
 
 def test_offline_equals_online(setup, tmp_path: Path) -> None:

@@ -140,9 +140,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from tfrec_xcat.tuning.tuner import OBJECTIVE, tune
 
     base = _config(args)
-    config = load_config(
-        args.config, {"data": base.to_dict()["data"], "tune": {"tuner": args.tuner, "max_trials": args.max_trials}}
-    )
+    search = {"tuner": args.tuner, "max_trials": args.max_trials, "max_minutes": args.max_minutes}
+    config = load_config(args.config, {"data": base.to_dict()["data"], "tune": search})
     summary = tune(config, args.out, overwrite=args.overwrite)
     best = summary["best"]
     if best:
@@ -239,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="tune directory (re-running continues the search there)")
     p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], help="search algorithm")
     p.add_argument("--max-trials", type=int, help="number of trials (random, bayesian)")
+    p.add_argument("--max-minutes", type=float, help="start no new trial after this many minutes")
     p.add_argument("--overwrite", action="store_true", help="start the search afresh")
     p.set_defaults(func=cmd_tune)
 

@@ -34,7 +34,7 @@ def main() -> None:
     import tensorflow as tf
 
     from tfrec_xcat.data.load import load_shop
-    from tfrec_xcat.scoring.batch import load_retrieval, score_users, top_k_chunked
+    from tfrec_xcat.scoring.batch import load_retrieval, score_users, top_k_blocked
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -53,7 +53,7 @@ def main() -> None:
     peak = timed(lambda: queries @ retrieval.vectors.T, args.repeat)
     naive = timed(lambda: tf.math.top_k(tf.matmul(queries, retrieval.vectors, transpose_b=True), args.k), args.repeat)
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    chunked = timed(lambda: top_k_chunked(queries, retrieval.vectors, args.k, empty), args.repeat)
+    chunked = timed(lambda: top_k_blocked(queries, retrieval.vectors, args.k, empty), args.repeat)
 
     if args.data:
         data = load_shop(args.data, log_problems=False)
@@ -72,7 +72,7 @@ def main() -> None:
     rows = [
         ("dense matmul only (the bound)", peak, args.users),
         ("naive: full matrix + tf.math.top_k", naive, args.users),
-        ("chunked matmul + running top-k", chunked, args.users),
+        ("blocked matmul + threshold top-k", chunked, args.users),
         ("tfrec-xcat score end to end", end_to_end, len(users)),
     ]
     print(f"model {args.model}: {items:,} target items, dim {dim}; {args.users:,} users, k={args.k}")

@@ -68,7 +68,7 @@ class XcatModel(tfrs.Model):
             tf_keras.Sequential(
                 [tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(1)], name="domain_discriminator"
             )
-            if spec.grl
+            if spec.grl and spec.grl_weight > 0  # a zero-weight discriminator would get no gradients
             else None
         )
         self.domain_accuracy = tf_keras.metrics.BinaryAccuracy(threshold=0.0, name="domain_accuracy")

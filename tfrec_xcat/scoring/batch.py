@@ -1,8 +1,9 @@
 """``tfrec-xcat score``: offline top-k for many users from the exported ``xcat_retrieval`` SavedModel.
 
 Scores come from the SavedModel's ``query`` and ``candidates`` signatures, so offline and online agree. Users
-are encoded in large batches; their top-k over all target items is found by chunked matrix products merged into
-a running top-k, so the full users × items score matrix never exists. Items a user already has are excluded.
+are encoded in large batches; their top-k over all target items is found a block of users at a time with
+threshold pruning (``top_k_blocked``), so the full users × items score matrix never exists. Items a user
+already has are excluded.
 A user the model cannot place (unknown id, no known history) gets the target popularity list, as online.
 
 Output: ``part-NNNNN.parquet`` shards (``user_id, rank, item_id, score``), each written whole then renamed into
@@ -79,31 +80,65 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
     )
 
 
-def top_k_chunked(
-    queries: np.ndarray, vectors: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray], chunk: int = 8192
+def top_k_blocked(
+    queries: np.ndarray,
+    vectors: np.ndarray,
+    k: int,
+    exclude: tuple[np.ndarray, np.ndarray],
+    block_bytes: int = 8 << 20,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` columns of ``queries @ vectors.T`` per row, never materialising more than one item chunk.
+    """Top-``k`` columns of ``queries @ vectors.T`` per row, computed one block of rows at a time.
 
-    ``exclude`` is (rows, cols) of scores to drop. Ties are broken by the lower column. Returns (cols, scores),
-    best first, -inf scores where fewer than k items remain.
+    A block's scores (at most ``block_bytes``) are the only score matrix that exists. Selection is threshold
+    pruning: each row's threshold is a k-th-from-top score on a strided column sample, set so that about 2k
+    columns clear it; only those are sorted. A row where fewer than k (or very many, e.g. most items excluded)
+    clear it is sorted whole, so the result is always exact. ``exclude`` is (rows, cols) of scores to drop; ties
+    go to the lower column. Returns (cols, scores), best first, with -inf scores where fewer than k items remain.
     """
     n, total = len(queries), len(vectors)
     k = min(k, total)
-    best_scores = np.full((n, k), -np.inf, dtype=np.float32)
-    best_cols = np.zeros((n, k), dtype=np.int64)
-    ex_rows, ex_cols = exclude
-    for start in range(0, total, chunk):
-        stop = min(start + chunk, total)
-        scores = queries @ vectors[start:stop].T
-        inside = (ex_cols >= start) & (ex_cols < stop)
-        scores[ex_rows[inside], ex_cols[inside] - start] = -np.inf
-        merged_scores = np.concatenate([best_scores, scores], axis=1)
-        merged_cols = np.concatenate([best_cols, np.broadcast_to(np.arange(start, stop), scores.shape)], axis=1)
-        keep = np.argpartition(-merged_scores, k - 1, axis=1)[:, :k]
-        best_scores = np.take_along_axis(merged_scores, keep, 1)
-        best_cols = np.take_along_axis(merged_cols, keep, 1)
-    order = np.lexsort((best_cols, -best_scores), axis=1)
-    return np.take_along_axis(best_cols, order, 1), np.take_along_axis(best_scores, order, 1)
+    cols_out = np.zeros((n, k), dtype=np.int64)
+    scores_out = np.full((n, k), -np.inf, dtype=np.float32)
+    if n == 0 or k == 0:
+        return cols_out, scores_out
+    ex_rows, ex_cols = (np.asarray(a, dtype=np.int64) for a in exclude)
+    order = np.argsort(ex_rows, kind="stable")
+    ex_rows, ex_cols = ex_rows[order], ex_cols[order]
+    block = int(max(1, min(n, block_bytes // (4 * total))))
+    stride = max(1, total // max(4 * k, 2048))
+    sample = np.arange(0, total, stride)
+    rank = min(len(sample), max(1, int(np.ceil(2 * k * len(sample) / total))))
+    vt = np.ascontiguousarray(vectors.T)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        scores = queries[start:stop] @ vt
+        lo, hi = np.searchsorted(ex_rows, [start, stop])
+        scores[ex_rows[lo:hi] - start, ex_cols[lo:hi]] = -np.inf
+        threshold = np.partition(scores[:, sample], len(sample) - rank, axis=1)[:, len(sample) - rank]
+        passed = np.flatnonzero(scores >= threshold[:, None])  # row-major: rows ascending, columns ascending
+        rows, cols = np.divmod(passed, total)
+        counts = np.bincount(rows, minlength=stop - start)
+        usual = (counts >= k) & (counts <= 16 * k)
+        if usual.any():
+            # the usual rows' candidates, left-aligned in a small padded matrix; a stable sort keeps the lower
+            # column first among equal scores, and the -inf padding after every real candidate
+            where = np.flatnonzero(usual)
+            index = np.full(stop - start, -1)
+            index[where] = np.arange(len(where))
+            slot = np.arange(len(passed)) - np.repeat(np.cumsum(counts) - counts, counts)
+            keep = usual[rows]
+            width = int(counts[usual].max())
+            cand_scores = np.full((len(where), width), -np.inf, dtype=np.float32)
+            cand_cols = np.zeros((len(where), width), dtype=np.int64)
+            cand_scores[index[rows[keep]], slot[keep]] = scores.ravel()[passed[keep]]
+            cand_cols[index[rows[keep]], slot[keep]] = cols[keep]
+            best = np.argsort(-cand_scores, axis=1, kind="stable")[:, :k]
+            cols_out[start + where] = np.take_along_axis(cand_cols, best, 1)
+            scores_out[start + where] = np.take_along_axis(cand_scores, best, 1)
+        for row in np.flatnonzero(~usual):  # too few (or too many) above the sampled threshold: exact, whole row
+            best_row = np.argsort(-scores[row], kind="stable")[:k]
+            cols_out[start + row], scores_out[start + row] = best_row, scores[row, best_row]
+    return cols_out, scores_out
 
 
 def item_lists(data: ShopData) -> pd.Series:
@@ -191,7 +226,7 @@ def score_block(
         rows.extend([r] * len(c))
         cols.extend(c)
     exclude = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
-    top_cols, top_scores = top_k_chunked(queries, retrieval.vectors, k, exclude)
+    top_cols, top_scores = top_k_blocked(queries, retrieval.vectors, k, exclude)
     if (~usable).any():  # the popularity path, as the online model takes it
         sub = np.flatnonzero(~usable)
         inside = np.isin(exclude[0], sub)

@@ -28,7 +28,8 @@ from tfrec_xcat.tuning.spec import TuneSpec
 log = logging.getLogger(__name__)
 
 OBJECTIVE = "cold_start_val_ndcg@10"
-MODEL_KEYS = ("embedding_dim", "tower_layers", "temperature", "pooling", "grl_lambda_max", "grl_weight", "use_text")
+MODEL_KEYS = ("embedding_dim", "tower_layers", "temperature", "pooling", "grl_lambda_max", "grl_weight", "use_text",
+              "cold_history_dropout")
 TRAINING_KEYS = ("learning_rate", "optimizer", "mode", "batch_size")
 
 
@@ -65,6 +66,15 @@ class XcatTuner(kt.engine.base_tuner.BaseTuner):
     def __init__(self, oracle: kt.Oracle, base: Config, spec: TuneSpec, context: dict[str, Any], **kwargs: Any):
         super().__init__(oracle=oracle, **kwargs)
         self.base, self.spec, self.context = base, spec, context
+        self.started = time.monotonic()
+
+    def pre_create_trial(self) -> None:
+        """Past ``max_minutes``, cap the oracle at the trials it has, so it stops instead of starting one more."""
+        super().pre_create_trial()
+        budget = self.spec.max_minutes
+        if budget and time.monotonic() - self.started >= 60 * budget:
+            print(f"time budget of {budget:g} minutes spent; no new trials", flush=True)
+            self.oracle.max_trials = len(self.oracle.trials)
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict[str, float]:
         from tfrec_xcat.training.trainer import train, training_view
