@@ -32,17 +32,20 @@ from tfrec_xcat.scoring.batch import (
     score_block,
     write_shard,
 )
+from tfrec_xcat.scoring.index import build_index
 
 
 class ScoreShard(beam.DoFn):
-    """Scores one shard of users; the model is loaded once per worker."""
+    """Scores one shard of users; the model is loaded (and its item index built) once per worker."""
 
-    def __init__(self, model: str, version: int | None, k: int, out: str) -> None:
-        self.model, self.version, self.k, self.out = model, version, k, out
+    def __init__(self, model: str, version: int | None, k: int, out: str, index: str = "brute") -> None:
+        self.model, self.version, self.k, self.out, self.index_kind = model, version, k, out, index
         self.retrieval: Any = None
+        self.index: Any = None
 
     def setup(self) -> None:
         self.retrieval = load_retrieval(self.model, self.version)
+        self.index = build_index(self.index_kind, self.retrieval.vectors, self.k)
 
     def process(self, element: tuple[int, list[str], list[list[str]], list[list[str]]]) -> Any:
         shard, users, hist, owned = element
@@ -50,12 +53,13 @@ class ScoreShard(beam.DoFn):
         if (out / f"part-{shard:05d}.parquet").is_file():  # finished by an earlier run
             yield {"shard": shard, "users": len(users), "fallback": 0, "skipped": True}
             return
-        table, fallback = score_block(
+        table, fallback, _ = score_block(
             self.retrieval,
             np.asarray(users, dtype=object),
             hist,
             [np.asarray(o, dtype=object) for o in owned],
             self.k,
+            self.index,
         )
         write_shard(table, out, shard)
         yield {"shard": shard, "users": len(users), "fallback": fallback, "skipped": False}
@@ -80,6 +84,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--users", default="all")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--block", type=int, default=4096)
+    parser.add_argument("--index", choices=["brute", "scann"], default="brute")
     parser.add_argument("--out", required=True)
     args, beam_args = parser.parse_known_args(argv)
 
@@ -90,18 +95,19 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     retrieval = load_retrieval(args.model, args.version)
-    key = plan_key(users, args.k, args.block, retrieval)
+    key = plan_key(users, args.k, args.block, retrieval, args.index)
     plan = out / "_PLAN.json"
     if plan.is_file() and json.loads(plan.read_text())["key"] != key:
         raise SystemExit(f"{out} holds scores of other users, k or model; use another --out or empty it")
-    plan.write_text(json.dumps({"key": key, "users": len(users), "k": args.k, "block": args.block}))
+    settings = {"key": key, "users": len(users), "k": args.k, "block": args.block, "index": args.index}
+    plan.write_text(json.dumps(settings))
     elements = shards(data, users, args.block)
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         (
             pipeline
             | "Shards" >> beam.Create(elements)
             | "Reshuffle" >> beam.Reshuffle()  # spread shards over workers
-            | "Score" >> beam.ParDo(ScoreShard(args.model, args.version, args.k, args.out))
+            | "Score" >> beam.ParDo(ScoreShard(args.model, args.version, args.k, args.out, args.index))
         )
     manifest = {
         "users": len(users),

@@ -16,7 +16,8 @@ from tests.conftest import SMALL_CONFIG
 from tfrec_xcat.api import load_data
 from tfrec_xcat.config import load_config
 from tfrec_xcat.scoring import batch
-from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users, top_k_blocked
+from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users
+from tfrec_xcat.scoring.index import top_k_blocked
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +127,44 @@ def test_unknown_users_take_the_popularity_path(setup, tmp_path: Path) -> None:
     expected = retrieval.item_ids[np.lexsort((np.arange(len(retrieval.popularity)), -retrieval.popularity))[:5]]
     assert ghost == expected.tolist()
     assert out.user_id.nunique() == 3  # nobody dropped
+
+
+def test_scann_index_is_close_to_exact_and_respects_exclusions() -> None:
+    pytest.importorskip("scann", reason="the optional scann extra is not installed")
+    from tfrec_xcat.scoring.index import Scann, compare
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(40, 16))
+    v = (centres[rng.integers(0, 40, 3000)] + 0.5 * rng.normal(size=(3000, 16))).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    q = (centres[rng.integers(0, 40, 300)] + 0.5 * rng.normal(size=(300, 16))).astype(np.float32)
+    index = Scann(v, 20)
+    quality = compare(index, v, q, 20)
+    assert quality["recall_at_k"] >= 0.9, quality
+    exact, _ = _expected_top_k(q, v, 20, (np.zeros(0, int), np.zeros(0, int)))
+    rows = np.repeat(np.arange(300), 5)
+    cols = exact[:, :5].ravel()  # ban each user's five best items
+    rows = np.concatenate([rows, np.full(2000, 7)])  # and user 7 most items: answered exactly
+    cols = np.concatenate([cols, np.arange(2000)])
+    got, scores = index.top_k(q, 20, (rows, cols))
+    banned = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    assert not any((r, int(c)) in banned for r in range(300) for c in got[r])
+    banned_7 = np.unique(cols[rows == 7])
+    want_7, _ = _expected_top_k(q[7:8], v, 20, (np.zeros(len(banned_7), int), banned_7))
+    np.testing.assert_array_equal(got[7], want_7[0])
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+
+
+def test_score_with_scann_reports_its_recall(setup, tmp_path: Path) -> None:
+    pytest.importorskip("scann", reason="the optional scann extra is not installed")
+    retrieval, data = setup
+    users = np.sort(data.interactions.user_id.unique())[:300]
+    manifest = score_users(retrieval, data, users, tmp_path / "scann", k=10, progress=False, index="scann")
+    assert manifest["index"] == "scann"
+    assert manifest["index_quality"]["recall_at_k"] >= 0.9
+    exact = score_users(retrieval, data, users, tmp_path / "exact", k=10, progress=False)
+    got, want = pd.read_parquet(tmp_path / "scann"), pd.read_parquet(tmp_path / "exact")
+    assert len(got) == len(want) == exact["rows"]
+    assert set(got.user_id) == set(users)
+    overlap = len(got.merge(want, on=["user_id", "item_id"])) / len(want)
+    assert overlap >= 0.9

@@ -167,11 +167,19 @@ def cmd_score(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     retrieval = load_retrieval(args.model, args.version)
-    manifest = score_users(retrieval, data, users, args.out, k=args.k, block=args.block, progress=not args.quiet)
+    manifest = score_users(
+        retrieval, data, users, args.out, k=args.k, block=args.block, progress=not args.quiet, index=args.index
+    )
     manifest["unknown_users"] = len(unknown)
     print(
         f"scored {manifest['users']:,} users ({manifest['rows']:,} rows in {manifest['shards']} shards) into {args.out}"
     )
+    if "index_quality" in manifest:
+        quality = manifest["index_quality"]
+        print(
+            f"{args.index}: recall@{args.k} {quality['recall_at_k']:.3f} against exact search on "
+            f"{quality['sample_users']:,} users, {quality['speedup']:.1f}x its speed"
+        )
     return 0
 
 
@@ -250,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--out", required=True, help="output folder of Parquet shards")
     p.add_argument("--block", type=int, default=4096, help="users per shard")
+    p.add_argument(
+        "--index",
+        choices=["brute", "scann"],
+        default="brute",
+        help="exact search, or ScaNN (optional extra; its recall@k and speed-up are measured and reported)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_score)
 

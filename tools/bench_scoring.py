@@ -34,7 +34,8 @@ def main() -> None:
     import tensorflow as tf
 
     from tfrec_xcat.data.load import load_shop
-    from tfrec_xcat.scoring.batch import load_retrieval, score_users, top_k_blocked
+    from tfrec_xcat.scoring.batch import load_retrieval, score_users
+    from tfrec_xcat.scoring.index import top_k_blocked
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from tfrec_xcat.data.dataset import ShopData
 from tfrec_xcat.errors import XcatError
+from tfrec_xcat.scoring.index import Index, build_index, compare
 
 log = logging.getLogger(__name__)
 
@@ -80,67 +81,6 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
     )
 
 
-def top_k_blocked(
-    queries: np.ndarray,
-    vectors: np.ndarray,
-    k: int,
-    exclude: tuple[np.ndarray, np.ndarray],
-    block_bytes: int = 8 << 20,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` columns of ``queries @ vectors.T`` per row, computed one block of rows at a time.
-
-    A block's scores (at most ``block_bytes``) are the only score matrix that exists. Selection is threshold
-    pruning: each row's threshold is a k-th-from-top score on a strided column sample, set so that about 2k
-    columns clear it; only those are sorted. A row where fewer than k (or very many, e.g. most items excluded)
-    clear it is sorted whole, so the result is always exact. ``exclude`` is (rows, cols) of scores to drop; ties
-    go to the lower column. Returns (cols, scores), best first, with -inf scores where fewer than k items remain.
-    """
-    n, total = len(queries), len(vectors)
-    k = min(k, total)
-    cols_out = np.zeros((n, k), dtype=np.int64)
-    scores_out = np.full((n, k), -np.inf, dtype=np.float32)
-    if n == 0 or k == 0:
-        return cols_out, scores_out
-    ex_rows, ex_cols = (np.asarray(a, dtype=np.int64) for a in exclude)
-    order = np.argsort(ex_rows, kind="stable")
-    ex_rows, ex_cols = ex_rows[order], ex_cols[order]
-    block = int(max(1, min(n, block_bytes // (4 * total))))
-    stride = max(1, total // max(4 * k, 2048))
-    sample = np.arange(0, total, stride)
-    rank = min(len(sample), max(1, int(np.ceil(2 * k * len(sample) / total))))
-    vt = np.ascontiguousarray(vectors.T)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        scores = queries[start:stop] @ vt
-        lo, hi = np.searchsorted(ex_rows, [start, stop])
-        scores[ex_rows[lo:hi] - start, ex_cols[lo:hi]] = -np.inf
-        threshold = np.partition(scores[:, sample], len(sample) - rank, axis=1)[:, len(sample) - rank]
-        passed = np.flatnonzero(scores >= threshold[:, None])  # row-major: rows ascending, columns ascending
-        rows, cols = np.divmod(passed, total)
-        counts = np.bincount(rows, minlength=stop - start)
-        usual = (counts >= k) & (counts <= 16 * k)
-        if usual.any():
-            # the usual rows' candidates, left-aligned in a small padded matrix; a stable sort keeps the lower
-            # column first among equal scores, and the -inf padding after every real candidate
-            where = np.flatnonzero(usual)
-            index = np.full(stop - start, -1)
-            index[where] = np.arange(len(where))
-            slot = np.arange(len(passed)) - np.repeat(np.cumsum(counts) - counts, counts)
-            keep = usual[rows]
-            width = int(counts[usual].max())
-            cand_scores = np.full((len(where), width), -np.inf, dtype=np.float32)
-            cand_cols = np.zeros((len(where), width), dtype=np.int64)
-            cand_scores[index[rows[keep]], slot[keep]] = scores.ravel()[passed[keep]]
-            cand_cols[index[rows[keep]], slot[keep]] = cols[keep]
-            best = np.argsort(-cand_scores, axis=1, kind="stable")[:, :k]
-            cols_out[start + where] = np.take_along_axis(cand_cols, best, 1)
-            scores_out[start + where] = np.take_along_axis(cand_scores, best, 1)
-        for row in np.flatnonzero(~usual):  # too few (or too many) above the sampled threshold: exact, whole row
-            best_row = np.argsort(-scores[row], kind="stable")[:k]
-            cols_out[start + row], scores_out[start + row] = best_row, scores[row, best_row]
-    return cols_out, scores_out
-
-
 def item_lists(data: ShopData) -> pd.Series:
     """Every user's items, all categories, oldest first (user id → list); built once per scoring run."""
     inter = data.interactions.sort_values(["user_id", "position"], kind="stable")
@@ -154,10 +94,12 @@ def histories(lists: pd.Series, users: np.ndarray) -> tuple[list[list[str]], lis
     return [h[-MAX_HISTORY:] for h in items], [np.asarray(h, dtype=object) for h in items]
 
 
-def plan_key(users: np.ndarray, k: int, block: int, retrieval: Retrieval) -> str:
+def plan_key(users: np.ndarray, k: int, block: int, retrieval: Retrieval, index: str = "brute") -> str:
     digest = hashlib.sha256()
     digest.update("\n".join(users).encode())
-    digest.update(f"|{k}|{block}|{retrieval.path.resolve()}".encode())
+    digest.update(f"|{k}|{block}|{retrieval.path.resolve()}|{retrieval.version}".encode())
+    if index != "brute":
+        digest.update(f"|{index}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -170,15 +112,22 @@ def score_users(
     k: int = 100,
     block: int = 4096,
     progress: bool = True,
+    index: str = "brute",
 ) -> dict[str, Any]:
-    """Score ``users`` into ``out`` (resumable); returns the manifest."""
+    """Score ``users`` into ``out`` (resumable); returns the manifest.
+
+    ``index`` is ``brute`` (exact) or ``scann`` (approximate; its recall@k against exact search and its
+    speed-up, measured on up to 1,000 of the first block's users, go into the manifest).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    key = plan_key(users, k, block, retrieval)
+    key = plan_key(users, k, block, retrieval, index)
     plan = out / "_PLAN.json"
     if plan.is_file() and json.loads(plan.read_text())["key"] != key:
         raise XcatError(f"{out} holds scores of other users, k or model; use another --out or empty it")
-    plan.write_text(json.dumps({"key": key, "users": len(users), "k": k, "block": block}))
+    plan.write_text(json.dumps({"key": key, "users": len(users), "k": k, "block": block, "index": index}))
+    searcher = build_index(index, retrieval.vectors, k)
+    quality: dict[str, float] = {}
     shards = (len(users) + block - 1) // block
     started = time.perf_counter()
     bar = tqdm(total=len(users), unit="user", disable=not progress, desc="scoring")
@@ -191,8 +140,14 @@ def score_users(
             bar.update(len(chunk))
             continue
         hist, owned = histories(lists, chunk)
-        table, fell_back = score_block(retrieval, chunk, hist, owned, k)
+        table, fell_back, queries = score_block(retrieval, chunk, hist, owned, k, searcher)
         fallback += fell_back
+        if index != "brute" and not quality and len(queries):
+            quality = compare(searcher, retrieval.vectors, queries[:1000], k)
+            log.warning(
+                "%s: recall@%d %.3f against exact search on %d users, %.1fx its speed",
+                index, k, quality["recall_at_k"], quality["sample_users"], quality["speedup"],
+            )
         write_shard(table, out, shard)
         bar.update(len(chunk))
     bar.close()
@@ -204,16 +159,25 @@ def score_users(
         "shards": shards,
         "popularity_fallback_users_this_run": fallback,
         "model": str(retrieval.path),
+        "index": index,
         "seconds_this_run": seconds,
     }
+    if quality:
+        manifest["index_quality"] = quality
     (out / "_SUCCESS").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
 def score_block(
-    retrieval: Retrieval, users: np.ndarray, hist: list[list[str]], owned: list[np.ndarray], k: int
-) -> tuple[pa.Table, int]:
-    """Top-``k`` rows of one block of users; returns the table and how many took the popularity path."""
+    retrieval: Retrieval,
+    users: np.ndarray,
+    hist: list[list[str]],
+    owned: list[np.ndarray],
+    k: int,
+    index: Index | None = None,
+) -> tuple[pa.Table, int, np.ndarray]:
+    """Top-``k`` rows of one block of users (exact search unless ``index`` says otherwise); returns the table,
+    how many took the popularity path, and the query vectors of the others."""
     column = retrieval.column
     width = max(1, max(len(h) for h in hist))
     padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
@@ -226,7 +190,8 @@ def score_block(
         rows.extend([r] * len(c))
         cols.extend(c)
     exclude = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
-    top_cols, top_scores = top_k_blocked(queries, retrieval.vectors, k, exclude)
+    index = index or build_index("brute", retrieval.vectors, k)
+    top_cols, top_scores = index.top_k(queries, k, exclude)
     if (~usable).any():  # the popularity path, as the online model takes it
         sub = np.flatnonzero(~usable)
         inside = np.isin(exclude[0], sub)
@@ -243,7 +208,7 @@ def score_block(
             "score": pa.array(top_scores.ravel().astype(np.float32)),
         }
     )
-    return table, int((~usable).sum())
+    return table, int((~usable).sum()), queries[usable]
 
 
 def write_shard(table: pa.Table, out: Path, shard: int) -> Path:
