@@ -180,3 +180,90 @@ def test_fuzzed_requests_get_4xx_and_server_survives(server, path: str, body: by
     status = raw_request(server["rest"], method, path, body)
     assert status < 500, (method, path, body[:100])
     assert raw_request(server["rest"], "GET", "/v1/models/xcat_retrieval", b"") == 200
+
+
+def hostile_requests(n: int, seed: int = 0) -> list[tuple[str, str, bytes]]:
+    """``n`` generated malformed or hostile requests (method, path, body), none of them valid."""
+    rng = np.random.default_rng(seed)
+    good_path = "/v1/models/xcat_retrieval:predict"
+    paths = [
+        "/v1/models/../../etc/passwd:predict",
+        "/v1/models/%2e%2e%2f%2e%2e/x:predict",
+        "/v1/models/xcat_retrieval/versions/-1:predict",
+        "/v1/models/xcat_retrieval/versions/99999999999999999999:predict",
+        "/v1/models/xcat_retrieval:explode",
+        "/v1/models/" + "a" * 5000,
+        "/v1/models/xcat_retrieval%00:predict",
+        "//v1//models//",
+        "/v1/models/xcat_retrieval/versions/1/../../../x:predict",
+    ]
+    bodies = [
+        b"",
+        b"{",
+        b"null",
+        b"[]",
+        b'{"inputs": 5}',
+        b'{"instances": "x"}',
+        b'{"inputs": {"user_id": [1, 2], "history": [["a"], ["b"]], "k": [1, 1]}}',
+        b'{"inputs": {"user_id": ["a"], "history": "b", "k": [1]}}',
+        b'{"inputs": {"user_id": ["a"], "history": [["b"]], "k": [1e400]}}',
+        b'{"inputs": {"user_id": ["a"], "history": [[["b"]]], "k": [1]}}',
+        b'{"inputs": {"user_id": ["a"], "history": [["b"]], "k": [1]}, "signature_name": "nope"}',
+        b'{"instances": [{"user_id": "a"}, {"k": 3}]}',
+        b"\xff\xfe\x00garbage",
+        b'{"inputs": {"user_id": ["a"], "history": [["b"]], "k": [true]}}',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"inputs": {"user_id": ["' + b"x" * 70_000 + b'"]}}',  # beyond the test server's 64 KiB limit
+    ]
+    out = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:  # bad path, any body
+            out.append(("POST", paths[rng.integers(len(paths))], bodies[rng.integers(len(bodies))]))
+        elif kind == 1:  # good path, bad body
+            out.append(("POST", good_path, bodies[rng.integers(1, len(bodies))]))
+        elif kind == 2:  # random bytes
+            out.append(("POST", good_path, rng.integers(0, 256, rng.integers(1, 300)).astype(np.uint8).tobytes()))
+        else:  # wrong method or unknown model
+            out.append(("DELETE", good_path, b"{}") if i % 8 == 3 else ("POST", f"/v1/models/m{i}:predict", b"{}"))
+    return out
+
+
+def test_ten_thousand_hostile_requests_all_get_4xx(server, trained: Path) -> None:
+    requests = hostile_requests(10_000)
+    statuses = [raw_request(server["rest"], m, p, b) for m, p, b in requests]
+    wrong = [(s, m, p, b[:80]) for s, (m, p, b) in zip(statuses, requests, strict=True) if not 400 <= s < 500]
+    assert not wrong, wrong[:5]
+    got = RestClient(server["rest"]).predict(
+        "xcat_retrieval", inputs={"user_id": USERS, "history": HISTORY, "k": [5, 5]}
+    )
+    assert got["outputs"]["item_ids"] == expected_ids(trained)
+
+
+def test_bounded_load_has_no_server_errors(server) -> None:
+    """Eight client threads on each protocol for two seconds (loopback; stops by itself): no 5xx, no failure."""
+    import threading
+
+    failures: list[str] = []
+    done = [0]
+    stop = time.monotonic() + 2.0
+    body = {"user_id": USERS, "history": HISTORY, "k": [5, 5]}
+
+    def worker(protocol: str) -> None:
+        client = RestClient(server["rest"]) if protocol == "rest" else GrpcClient(server["grpc"])
+        while time.monotonic() < stop:
+            try:
+                client.predict("xcat_retrieval", inputs=body)
+                done[0] += 1
+            except Exception as exc:  # any failure under load is a bug
+                failures.append(f"{protocol}: {exc!r}")
+        if protocol == "grpc":
+            client.close()
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in ("rest", "grpc") for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:5]
+    assert done[0] > 16

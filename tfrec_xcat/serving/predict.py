@@ -21,7 +21,20 @@ def first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
+def _has_bool(value: Any) -> bool:
+    stack = [value]
+    while stack:  # iterative: a hostile body may nest lists deeply
+        item = stack.pop()
+        if isinstance(item, bool):
+            return True
+        if isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def to_tensor(name: str, value: Any, spec: tf.TensorSpec) -> tf.Tensor:
+    if spec.dtype != tf.bool and _has_bool(value):  # JSON true/false is not a number or a string
+        raise BadRequest(f"input '{name}' holds true/false, expected {spec.dtype.name}")
     try:
         tensor = tf.constant(value, dtype=spec.dtype) if not isinstance(value, tf.Tensor) else value
     except (TypeError, ValueError, OverflowError, tf.errors.InvalidArgumentError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -130,11 +131,20 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = do_PATCH = do_PUT
 
 
+class RestServer(ThreadingHTTPServer):
+    """A client that hangs up before reading its answer is routine for a server: no traceback for it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def make_rest_server(
     registry: Registry, host: str = "127.0.0.1", port: int = 8501, max_body: int = MAX_BODY
 ) -> ThreadingHTTPServer:
     handler = type("Handler", (_Handler,), {"registry": registry, "max_body": max_body})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = RestServer((host, port), handler)
     server.daemon_threads = True
     return server
 
