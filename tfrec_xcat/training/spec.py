@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODES = ("frozen", "partial", "full", "joint", "target_only")
-OPTIMIZERS = ("adam", "adagrad", "sgd")
+OPTIMIZERS = ("adam", "lazy_adam", "adagrad", "sgd")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 

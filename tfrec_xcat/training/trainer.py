@@ -56,6 +56,10 @@ def make_optimizer(spec: TrainSpec) -> tf_keras.optimizers.Optimizer:
         return tf_keras.optimizers.Adagrad(spec.learning_rate)
     if spec.optimizer == "sgd":
         return tf_keras.optimizers.SGD(spec.learning_rate, momentum=0.9)
+    if spec.optimizer == "lazy_adam":
+        from tfrec_xcat.training.optimizers import LazyAdam
+
+        return LazyAdam(spec.learning_rate)
     return tf_keras.optimizers.Adam(spec.learning_rate)
 
 
