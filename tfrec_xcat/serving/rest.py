@@ -132,7 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RestServer(ThreadingHTTPServer):
-    """A client that hangs up before reading its answer is routine for a server: no traceback for it."""
+    """A client that hangs up before reading its answer is routine for a server: no traceback for it. The
+    listen backlog is sized for many concurrent clients (the default of 5 drops connections under load)."""
+
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
