@@ -112,17 +112,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     import time
+    from http.client import HTTPException
 
     from tfrec_xcat.serving.client import RestClient, ServingError
 
-    client = RestClient(args.server)
+    try:
+        client = RestClient(args.server)
+    except ValueError as exc:
+        raise XcatError(f"--server: {exc}") from None
     history = [h for h in (args.history or "").split(",") if h] or [""]
     deadline = time.monotonic() + args.wait
     while True:
         try:
             reply = client.predict("xcat_retrieval", [{"user_id": args.user, "history": history, "k": args.k}])
             break
-        except (OSError, ServingError) as exc:
+        except (OSError, HTTPException, ServingError) as exc:
             if time.monotonic() > deadline:
                 print(f"{PROG}: error: no answer from {args.server}: {exc}", file=sys.stderr)
                 return 2

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
+import socket
+import urllib.parse
 from typing import Any
 
 import numpy as np
@@ -19,20 +20,57 @@ class ServingError(RuntimeError):
 
 
 class RestClient:
+    """REST calls over one kept-alive HTTP/1.1 connection (reopened when the server closed it). Not for
+    sharing between threads: give each thread its own client."""
+
     def __init__(self, base: str = "http://127.0.0.1:8501", timeout: float = 10.0) -> None:
         self.base = base.rstrip("/")
+        url = urllib.parse.urlsplit(self.base)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) server address: {base!r}")
+        self.scheme, self.host, self.port = url.scheme, url.hostname, url.port
+        self.prefix = url.path
         self.timeout = timeout
+        self.connection: http.client.HTTPConnection | None = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        connection = kind(self.host, self.port, timeout=self.timeout)
+        connection.connect()
+        # a request's headers and body are separate writes: no Nagle delay between them
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection
 
     def _call(self, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base + path, data=data, method="POST" if data else "GET", headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise ServingError(exc.code, json.loads(exc.read() or b"{}").get("error", "")) from None
+        headers = {"Content-Type": "application/json"}
+        for attempt in (0, 1):  # a kept-alive connection the server has closed is reopened once
+            if self.connection is None:
+                self.connection = self._connect()
+            try:
+                self.connection.request("POST" if data else "GET", self.prefix + path, body=data, headers=headers)
+                response = self.connection.getresponse()
+                payload = response.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.close()
+                if attempt:
+                    raise
+                continue
+            if response.will_close:
+                self.close()
+            if response.status >= 400:
+                try:
+                    message = json.loads(payload or b"{}").get("error", "")
+                except ValueError:
+                    message = payload[:200].decode("latin-1")
+                raise ServingError(response.status, message)
+            return json.loads(payload)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
     def status(self, model: str) -> Any:
         return self._call(f"/v1/models/{model}")
