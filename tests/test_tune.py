@@ -62,3 +62,14 @@ def test_search_interrupt_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert f"{max(scores):.4f}" in (out / "best.toml").read_text().splitlines()[0]
     assert best.model.embedding_dim in (8, 16)
     assert best.training.epochs == 1
+
+
+def test_time_budget_stops_starting_trials(tmp_path: Path) -> None:
+    config = tmp_path / "tune.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "tune"
+    # a budget spent during the first trial: that trial finishes, no second one starts
+    assert main(["tune", "--config", str(config), "--out", str(out), "--max-minutes", "0.0001"]) == 0
+    trials = read_trials(out)
+    assert len(trials) == 1 and trials[0]["status"] == "COMPLETED"
+    assert (out / "best.toml").is_file()

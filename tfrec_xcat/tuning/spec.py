@@ -16,6 +16,7 @@ class TuneSpec:
     tuner: str = "random"
     max_trials: int = 20
     max_minutes: float = 0.0  # wall-time budget of one invocation: no new trial starts after it (0 = none)
+    # (each invocation still runs at least one trial)
     seed: int = 0
     embedding_dim: list[int] = field(default_factory=lambda: [32, 64, 128])
     tower_layers: list[list[int]] = field(default_factory=lambda: [[128], [256], [256, 128]])

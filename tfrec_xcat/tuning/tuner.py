@@ -67,18 +67,21 @@ class XcatTuner(kt.engine.base_tuner.BaseTuner):
         super().__init__(oracle=oracle, **kwargs)
         self.base, self.spec, self.context = base, spec, context
         self.started = time.monotonic()
+        self.trials_run = 0
 
     def pre_create_trial(self) -> None:
-        """Past ``max_minutes``, cap the oracle at the trials it has, so it stops instead of starting one more."""
+        """Past ``max_minutes``, cap the oracle at the trials it has, so it stops instead of starting one more
+        (every invocation runs at least one trial, so re-running with a budget always makes progress)."""
         super().pre_create_trial()
         budget = self.spec.max_minutes
-        if budget and time.monotonic() - self.started >= 60 * budget:
+        if budget and self.trials_run and time.monotonic() - self.started >= 60 * budget:
             print(f"time budget of {budget:g} minutes spent; no new trials", flush=True)
             self.oracle.max_trials = len(self.oracle.trials)
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict[str, float]:
         from tfrec_xcat.training.trainer import train, training_view
 
+        self.trials_run += 1
         values = define(trial.hyperparameters, self.spec)
         epochs = trial.hyperparameters.values.get("tuner/epochs")
         config = trial_config(self.base, values, int(epochs) if epochs else None)
@@ -160,6 +163,16 @@ def trial_rows(oracle: kt.Oracle) -> list[dict[str, Any]]:
     return rows
 
 
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if key == "seconds":
+        return f"{value:.0f}"
+    if key == OBJECTIVE:
+        return f"{value:.4f}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def write_outputs(out: Path, oracle: kt.Oracle, base: Config, spec: TuneSpec) -> dict[str, Any]:
     rows = trial_rows(oracle)
     keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -169,13 +182,7 @@ def write_outputs(out: Path, oracle: kt.Oracle, base: Config, spec: TuneSpec) ->
         writer.writerows(rows)
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                "" if r.get(k) is None else (f"{r[k]:.4f}" if isinstance(r.get(k), float) else str(r[k])) for k in keys
-            )
-            + " |"
-        )
+        lines.append("| " + " | ".join(_cell(k, r.get(k)) for k in keys) + " |")
     (out / "trials.md").write_text(
         "# Trials\n\nObjective: cold-start validation NDCG@10 (higher is better).\n\n" + "\n".join(lines) + "\n"
     )
