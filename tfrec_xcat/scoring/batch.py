@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from tfrec_xcat.data.dataset import ShopData
 from tfrec_xcat.errors import XcatError
-from tfrec_xcat.scoring.index import Index, build_index, compare
+from tfrec_xcat.scoring.index import Index, build_index, compare, exclusions_of
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +194,7 @@ def score_block(
     top_cols, top_scores = index.top_k(queries, k, exclude)
     if (~usable).any():  # the popularity path, as the online model takes it
         sub = np.flatnonzero(~usable)
-        inside = np.isin(exclude[0], sub)
-        remap = {r: i for i, r in enumerate(sub)}
-        pop_exclude = (np.asarray([remap[r] for r in exclude[0][inside]], dtype=np.int64), exclude[1][inside])
+        pop_exclude = exclusions_of(exclude, sub, len(users))
         pop = np.tile(retrieval.popularity, (len(sub), 1))
         top_cols[sub], top_scores[sub] = _popularity_topk(pop, k, pop_exclude)
     kk = top_cols.shape[1]

@@ -93,6 +93,15 @@ def top_k_blocked(
     return cols_out, scores_out
 
 
+def exclusions_of(exclude: tuple[np.ndarray, np.ndarray], rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, cols) of ``exclude`` that fall in ``rows`` (sorted, of ``n``), renumbered 0.. along ``rows``."""
+    ex_rows, ex_cols = (np.asarray(a, dtype=np.int64) for a in exclude)
+    inside = np.isin(ex_rows, rows)
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[rows] = np.arange(len(rows))
+    return remap[ex_rows[inside]], ex_cols[inside]
+
+
 @dataclass
 class BruteForce:
     """Exact top-k: ``top_k_blocked`` over all items."""
@@ -171,10 +180,7 @@ class Scann:
             scores_out[rows_ok] = found_scores[pick].reshape(-1, k)
         if exact_rows:
             rows = np.asarray(sorted(exact_rows))
-            inside = np.isin(ex_rows, rows)
-            remap = np.full(n, -1)
-            remap[rows] = np.arange(len(rows))
-            sub = (remap[ex_rows[inside]], ex_cols[inside])
+            sub = exclusions_of((ex_rows, ex_cols), rows, n)
             cols_out[rows], scores_out[rows] = self.exact.top_k(queries[rows], k, sub)
         return cols_out, scores_out
 
