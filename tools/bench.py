@@ -102,6 +102,7 @@ def child_train_reference(config_path: Path, out: Path) -> dict[str, Any]:
     from tfrec_xcat.config import load_config
     from tfrec_xcat.evaluation.evaluate import cold_start_validator
     from tfrec_xcat.features.matrices import SplitMatrices
+    from tfrec_xcat.training.trainer import Throughput
 
     config = load_config(config_path)
     tf.keras.utils.set_random_seed(0)
@@ -145,20 +146,9 @@ def child_train_reference(config_path: Path, out: Path) -> dict[str, Any]:
     model = TwoTower()
     model.compile(optimizer=tf_keras.optimizers.Adagrad(learning_rate=0.1))
 
-    class EpochTimer(tf_keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.times: list[float] = []
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = EpochTimer()
+    throughput = Throughput(len(train))  # the trainer's own per-epoch examples/s
     started = time.perf_counter()
-    model.fit(dataset, epochs=epochs, callbacks=[timer], verbose=0)
+    model.fit(dataset, epochs=epochs, callbacks=[throughput], verbose=0)
     train_seconds = time.perf_counter() - started
     targets = model.item_model(tf.constant(m.target_items.to_numpy().astype(str))).numpy()
 
@@ -167,7 +157,7 @@ def child_train_reference(config_path: Path, out: Path) -> dict[str, Any]:
         return model.user_model(users).numpy() @ targets.T
 
     return {
-        "examples_per_second": float(np.median([len(train) / t for t in timer.times])),
+        "examples_per_second": float(np.median(throughput.rates)),
         "epochs": epochs,
         "examples_per_epoch": {"all": len(train)},
         "val_ndcg@10": float(cold_start_validator(m)(scorer)),
@@ -204,9 +194,9 @@ def request_inputs(data: Any, batch: int, seed: int = 0) -> dict[str, np.ndarray
 def bench_latency(models: Path, data: Any, calls: int) -> dict[str, Any]:
     import tensorflow as tf
 
-    versions = sorted((models / "xcat_retrieval").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1)
-    loaded = tf.saved_model.load(str(versions[-1]))
-    fn = loaded.signatures["serving_default"]
+    from tfrec_xcat.scoring.batch import load_retrieval
+
+    fn = load_retrieval(models / "xcat_retrieval").loaded.signatures["serving_default"]
     out: dict[str, Any] = {}
     for batch in (1, 32, 256):
         inputs = request_inputs(data, batch)
