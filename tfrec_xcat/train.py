@@ -59,8 +59,7 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> di
     from tfrec_xcat.api import load_data, split_data
     from tfrec_xcat.evaluation.evaluate import by_history, cold_start_validator, evaluate_segment, summarize
     from tfrec_xcat.features.matrices import SplitMatrices
-    from tfrec_xcat.features.space import build_feature_space
-    from tfrec_xcat.training.trainer import train, training_view
+    from tfrec_xcat.training.trainer import feature_space, train, training_view
 
     out = Path(out)
     index = worker_index()
@@ -71,14 +70,7 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> di
     split = split_data(config, data, seed)
     m = SplitMatrices.from_split(data, split)
     spec = config.model
-    space = build_feature_space(
-        data,
-        split,
-        m,
-        history_per_category=spec.history_per_category,
-        max_tokens=spec.max_tokens,
-        vocab_size=spec.vocab_size,
-    )
+    space = feature_space(data, split, m, spec)
     space, frame = training_view(space, split.train, config.training.mode)
     on_validation = cold_start_validator(m)
 

@@ -357,10 +357,9 @@ def bench_growth(base: Any, scales: list[int], base_users: int, out: Path) -> di
     from tfrec_xcat.data.split import make_split
     from tfrec_xcat.data.synthetic import SyntheticSpec, write_synthetic
     from tfrec_xcat.features.matrices import SplitMatrices
-    from tfrec_xcat.features.space import build_feature_space
     from tfrec_xcat.scoring.index import top_k_blocked
     from tfrec_xcat.training.spec import TrainSpec
-    from tfrec_xcat.training.trainer import train
+    from tfrec_xcat.training.trainer import feature_space, train
 
     rows = []
     for scale in scales:
@@ -369,9 +368,7 @@ def bench_growth(base: Any, scales: list[int], base_users: int, out: Path) -> di
         data = load_shop(directory, log_problems=False)
         split = make_split(data, spec.categories[0], spec.categories[1], base.split, seed=0)
         m = SplitMatrices.from_split(data, split)
-        space = build_feature_space(
-            data, split, m, history_per_category=base.model.history_per_category, max_tokens=base.model.max_tokens
-        )
+        space = feature_space(data, split, m, base.model)
         training = TrainSpec(source_epochs=0, epochs=2, patience=2, batch_size=base.training.batch_size)
         shutil.rmtree(out / f"growth-{scale}-work", ignore_errors=True)
         result = train(

@@ -25,12 +25,24 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras
 
-from tfrec_xcat.features.space import FeatureSpace, history_table
+from tfrec_xcat.features.space import FeatureSpace, build_feature_space, history_table
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.xcat import XcatModel
 from tfrec_xcat.training.spec import TrainSpec
 
 log = logging.getLogger(__name__)
+
+
+def feature_space(data: Any, split: Any, m: Any, spec: ModelSpec) -> FeatureSpace:
+    """The feature space of a split with the model's history length and text settings."""
+    return build_feature_space(
+        data,
+        split,
+        m,
+        history_per_category=spec.history_per_category,
+        max_tokens=spec.max_tokens,
+        vocab_size=spec.vocab_size,
+    )
 
 
 def training_view(space: FeatureSpace, train_frame: pd.DataFrame, mode: str) -> tuple[FeatureSpace, pd.DataFrame]:

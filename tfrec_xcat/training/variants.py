@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
-from tfrec_xcat.features.space import build_feature_space
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.training.spec import TrainSpec
 
@@ -31,21 +30,14 @@ class NeuralModel(MatrixBaseline):
     training_overrides: ClassVar[dict[str, Any]] = {}
 
     def fit(self, ctx: FitContext) -> None:
-        from tfrec_xcat.training.trainer import train, training_view
+        from tfrec_xcat.training.trainer import feature_space, train, training_view
 
         model_spec, train_spec = specs(
             ctx.settings,
             {**self.model_overrides, **self.params.get("model", {})},
             {**self.training_overrides, **self.params.get("training", {})},
         )
-        space = build_feature_space(
-            ctx.data,
-            ctx.split,
-            ctx.m,
-            history_per_category=model_spec.history_per_category,
-            max_tokens=model_spec.max_tokens,
-            vocab_size=model_spec.vocab_size,
-        )
+        space = feature_space(ctx.data, ctx.split, ctx.m, model_spec)
         space, train_frame = training_view(space, ctx.split.train, train_spec.mode)
         self.space = space
         assert ctx.validate is not None, "neural models need a validation callable"

@@ -125,20 +125,13 @@ def prepare_context(config: Config) -> dict[str, Any]:
     from tfrec_xcat.api import load_data, split_data
     from tfrec_xcat.evaluation.evaluate import cold_start_validator
     from tfrec_xcat.features.matrices import SplitMatrices
-    from tfrec_xcat.features.space import build_feature_space
+    from tfrec_xcat.training.trainer import feature_space
 
     seed = config.run.seeds[0]
     data = load_data(config)
     split = split_data(config, data, seed)
     m = SplitMatrices.from_split(data, split)
-    space = build_feature_space(
-        data,
-        split,
-        m,
-        history_per_category=config.model.history_per_category,
-        max_tokens=config.model.max_tokens,
-        vocab_size=config.model.vocab_size,
-    )
+    space = feature_space(data, split, m, config.model)
 
     on_validation = cold_start_validator(m)
 
