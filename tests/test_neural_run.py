@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tfrec_xcat.catalog import MODELS
 from tfrec_xcat.config import load_config
 from tfrec_xcat.experiment import run_experiment
+from tfrec_xcat.recommender import MODELS
 from tfrec_xcat.report import verdict
 
 SMALL_MODEL = {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "history_per_category": 8, "max_tokens": 8}
@@ -34,20 +34,22 @@ def metrics(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 def test_every_neural_variant_runs(metrics: dict) -> None:
     expected = {
         "transfer",
+        "transfer_deep",
         "transfer_frozen",
         "transfer_partial",
-        "transfer_full",
         "transfer_joint",
         "transfer_no_grl",
         "transfer_id_only",
         "target_only",
         "emcdr",
         "cooccurrence",
+        "itemknn",
+        "rp3beta",
     }
     assert set(metrics["models"]) == expected
     for name, result in metrics["models"].items():
         assert 0 <= result["cold_start_test"]["ndcg@10"] <= 1, name
-        if name != "cooccurrence":
+        if name not in ("cooccurrence", "itemknn", "rp3beta"):
             assert result["history"], f"{name} recorded no validation curve"
         if name.startswith("transfer") or name == "target_only":  # the shop has ratings: the rating head is scored
             assert 0 < result["cold_start_test"]["mae"] <= result["cold_start_test"]["rmse"] < 5

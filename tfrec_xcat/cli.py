@@ -1,4 +1,5 @@
-"""The ``tfrec-xcat`` command line. Every command builds one :class:`Config` and calls :mod:`tfrec_xcat.api`.
+"""The ``tfrec-xcat`` command line: the only place that parses flags. Every command builds one :class:`Config`
+(or takes its paths) and calls :mod:`tfrec_xcat.api`; serving commands call the serving package.
 
 Problems the user can fix (bad data, bad config, missing files) end in one line on stderr and exit code 2.
 """
@@ -79,22 +80,35 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import run
     from tfrec_xcat.config import load_config
-    from tfrec_xcat.experiment import run_experiment
     from tfrec_xcat.report import verdict
 
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     base = _config(args)
     config = load_config(args.config, {**{"data": base.to_dict()["data"]}, "run": {"seeds": seeds}})
     models = args.models.split(",") if args.models else None
-    metrics = run_experiment(config, args.out, models, progress=not args.quiet)
+    metrics = run(config, args.out, models, progress=not args.quiet)
     print(verdict(metrics).replace("**", ""))
     print(f"wrote {args.out}/metrics.json, report.md, report.html")
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import train
+
+    metrics = train(_config(args), args.out)
+    result = metrics["models"]["transfer"]
+    print(
+        f"cold-start val NDCG@10 {result['cold_start_val']['ndcg@10']:.4f}, "
+        f"cold-start test NDCG@10 {result['cold_start_test']['ndcg@10']:.4f}, "
+        f"{result['examples_per_second']:,.0f} examples/s; wrote {args.out}"
+    )
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from tfrec_xcat.export.exporter import export
+    from tfrec_xcat.api import export
 
     written = export(args.run, args.out)
     for name, path in written.items():
@@ -140,8 +154,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import tune
     from tfrec_xcat.config import load_config
-    from tfrec_xcat.tuning.tuner import OBJECTIVE, tune
+    from tfrec_xcat.tuning.tuner import OBJECTIVE
 
     base = _config(args)
     search = {"tuner": args.tuner, "max_trials": args.max_trials, "max_minutes": args.max_minutes}
@@ -218,11 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="cache directory (default: $TFREC_XCAT_CACHE or ~/.cache/tfrec-xcat)")
     p.set_defaults(func=cmd_data_prepare)
 
-    from tfrec_xcat import train as train_entry
-
     p = sub.add_parser("train", help="train the configured transfer model; checkpoints, resume, TensorBoard")
-    train_entry.add_arguments(p)
-    p.set_defaults(func=train_entry.command)
+    _data_options(p)
+    p.add_argument("--out", required=True, help="run directory (re-running the same command resumes)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="write the trained model as TF Serving SavedModels (stock ops only)")
     p.add_argument("--run", required=True, help="run directory of tfrec-xcat train")

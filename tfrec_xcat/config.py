@@ -1,7 +1,7 @@
 """The one configuration object that drives the CLI and the Python API alike, loaded from TOML and validated.
 
 A config file has one table per section (``[data]``, ``[synthetic]``, ``[split]``, ``[run]``, ``[model]``,
-``[training]``, ``[tune]``); every key is
+``[training]``, ``[ranker]``, ``[tune]``); every key is
 optional and defaults to the field default below. Unknown sections or keys, wrong types and out-of-range values
 are :class:`~tfrec_xcat.errors.ConfigError` naming the file, section and key.
 """
@@ -20,6 +20,7 @@ from tfrec_xcat.data.load import FORMATS
 from tfrec_xcat.data.split import SplitSpec
 from tfrec_xcat.data.synthetic import SyntheticSpec
 from tfrec_xcat.errors import ConfigError
+from tfrec_xcat.models.ranking_spec import RankerSpec
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.training.spec import TrainSpec
 from tfrec_xcat.tuning.spec import TuneSpec
@@ -66,6 +67,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelSpec = field(default_factory=ModelSpec)
     training: TrainSpec = field(default_factory=TrainSpec)
+    ranker: RankerSpec = field(default_factory=RankerSpec)
     tune: TuneSpec = field(default_factory=TuneSpec)
 
     @property

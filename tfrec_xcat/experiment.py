@@ -1,7 +1,8 @@
 """``tfrec-xcat run``: data → cold-start split per seed → every model → evaluation → metrics.json + report.
 
 Honest evaluation: each model's hyperparameters (its ``grid``) are chosen on cold-start VALIDATION users only;
-the chosen setting is then scored once on the cold-start test users and the warm test users.
+the chosen setting is then scored once on the cold-start test users and the warm test users. Per seed, a paired
+bootstrap compares ``transfer`` with the best baseline on the same cold-start test users.
 """
 
 from __future__ import annotations
@@ -13,39 +14,39 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm.auto import tqdm
 
-from tfrec_xcat.api import load_data, split_data
-from tfrec_xcat.baselines.base import FitContext
-from tfrec_xcat.catalog import MODELS as REGISTRY
 from tfrec_xcat.config import Config
 from tfrec_xcat.errors import ConfigError
-from tfrec_xcat.evaluation.evaluate import (
-    by_history,
-    cold_start_validator,
-    evaluate_segment,
-    over_seeds,
-    rating_errors,
-    summarize,
-)
-from tfrec_xcat.features.matrices import SplitMatrices
+from tfrec_xcat.evaluation.bootstrap import paired_bootstrap
+from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, over_seeds, rating_errors, summarize
+from tfrec_xcat.pipeline import SELECTION_METRIC, PreparedSeed, load_data, metrics_header, prepare_seed
+from tfrec_xcat.recommender import BASELINES, MODELS, TRANSFER, model_class
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = tuple(REGISTRY)
-SELECTION_METRIC = "ndcg@10"
+DEFAULT_MODELS = tuple(MODELS)
 
 
 def _check_models(models: list[str]) -> None:
-    unknown = [m for m in models if m not in REGISTRY]
+    unknown = [m for m in models if m not in MODELS]
     if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(REGISTRY)}")
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(MODELS)}")
 
 
-def fit_and_evaluate(name: str, ctx: FitContext) -> dict[str, Any]:
+@dataclasses.dataclass
+class Fitted:
+    """One model's results on one seed, and its per-user cold-start test values (for the bootstrap)."""
+
+    summary: dict[str, Any]
+    per_user_test: pd.Series  # headline metric by user row
+
+
+def fit_and_evaluate(name: str, prepared: PreparedSeed) -> Fitted:
     """Fit every setting of ``name``'s grid, keep the best on cold-start validation, test it once."""
-    cls = REGISTRY[name]
-    m, n_train = ctx.m, len(ctx.split.train)
+    cls = model_class(name)
+    m, n_train = prepared.m, len(prepared.split.train)
     best: tuple[Any, dict[str, float], dict[str, Any]] | None = None
     selection = []
     started = time.perf_counter()
@@ -53,7 +54,7 @@ def fit_and_evaluate(name: str, ctx: FitContext) -> dict[str, Any]:
     for params in cls.grid:
         model = cls(**params)
         t0 = time.perf_counter()
-        model.fit(ctx)
+        model.fit(prepared)
         fit_seconds += time.perf_counter() - t0
         val = summarize(evaluate_segment(model.score, m, "cold_start_val"))
         selection.append({"params": params, "cold_start_val_" + SELECTION_METRIC: val[SELECTION_METRIC]})
@@ -64,10 +65,17 @@ def fit_and_evaluate(name: str, ctx: FitContext) -> dict[str, Any]:
     test = evaluate_segment(model.score, m, "cold_start_test")
     warm = evaluate_segment(model.score, m, "warm_test")
     summaries = {"cold_start_val": dict(val), "cold_start_test": summarize(test), "warm_test": summarize(warm)}
-    if ctx.data.has_ratings and hasattr(model, "predict_ratings"):
+    if prepared.data.has_ratings and hasattr(model, "predict_ratings"):
         for segment, stats in summaries.items():
-            stats.update(rating_errors(model.predict_ratings, m, ctx.split.heldout[segment]))
-    return {
+            stats.update(rating_errors(model.predict_ratings, m, prepared.split.heldout[segment]))
+    ablations = {}
+    if hasattr(model, "ablations"):  # a composite model: each of its parts as fitted inside it
+        for part, scorer in model.ablations().items():
+            ablations[part] = {
+                "cold_start_val": summarize(evaluate_segment(scorer, m, "cold_start_val")),
+                "cold_start_test": summarize(evaluate_segment(scorer, m, "cold_start_test")),
+            }
+    summary = {
         "params": params,
         "selection": selection,
         **summaries,
@@ -77,7 +85,10 @@ def fit_and_evaluate(name: str, ctx: FitContext) -> dict[str, Any]:
         or n_train * len(cls.grid) / max(fit_seconds, 1e-9),
         "wall_seconds": time.perf_counter() - started,
         "history": list(model.history),
+        "choices": getattr(model, "choices", None),
+        "ablations": ablations,
     }
+    return Fitted(summary, test.set_index("user_row")[SELECTION_METRIC])
 
 
 def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -94,7 +105,32 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     out["params"] = [r["params"] for r in per_seed]
     out["history"] = per_seed[0]["history"]
     out["selection"] = [r["selection"] for r in per_seed]
+    if any(r["choices"] for r in per_seed):
+        out["choices"] = [r["choices"] for r in per_seed]
+    if per_seed[0]["ablations"]:
+        out["ablations"] = {
+            part: {
+                segment: over_seeds([r["ablations"][part][segment] for r in per_seed])
+                for segment in ("cold_start_val", "cold_start_test")
+            }
+            for part in per_seed[0]["ablations"]
+        }
+    if all("bootstrap" in r for r in per_seed):
+        out["bootstrap"] = [r["bootstrap"] for r in per_seed]
     return out
+
+
+def significance(fitted: dict[str, Fitted], seed: int) -> dict[str, Any] | None:
+    """Paired bootstrap of ``transfer`` against the best baseline of this seed (best on cold-start TEST, the
+    strictest comparison), on the headline metric over the same cold-start test users."""
+    baselines = [name for name in fitted if name in BASELINES]
+    if TRANSFER not in fitted or not baselines:
+        return None
+    best = max(baselines, key=lambda name: fitted[name].summary["cold_start_test"][SELECTION_METRIC])
+    ours = fitted[TRANSFER].per_user_test
+    theirs = fitted[best].per_user_test.reindex(ours.index)
+    interval = paired_bootstrap(ours.to_numpy(), theirs.to_numpy(), seed=seed)
+    return {"seed": seed, "baseline": best, "metric": SELECTION_METRIC, **interval}
 
 
 def run_experiment(
@@ -115,37 +151,33 @@ def run_experiment(
     splits = {}
     for seed in seeds:
         bar.set_description(f"seed {seed}: split")
-        split = split_data(config, data, seed)
-        splits[str(seed)] = split.sizes()
-        m = SplitMatrices.from_split(data, split)
+        prepared = prepare_seed(config, seed, data, workdir=out / "work" / f"seed{seed}")
+        splits[str(seed)] = prepared.split.sizes()
         bar.update()
+        fitted: dict[str, Fitted] = {}
         for name in models:
             bar.set_description(f"seed {seed}: {name}")
-            ctx = FitContext(
-                data=data,
-                split=split,
-                m=m,
-                seed=seed,
-                settings=config.to_dict(),
-                workdir=out / "work" / f"seed{seed}" / name,
-                validate=cold_start_validator(m, SELECTION_METRIC),
-            )
-            results[name].append(fit_and_evaluate(name, ctx))
-            log.info(
-                "seed %s %s: cold-start test %s %.4f",
-                seed,
-                name,
-                SELECTION_METRIC,
-                results[name][-1]["cold_start_test"][SELECTION_METRIC],
-            )
+            fitted[name] = fit_and_evaluate(name, prepared.in_workdir(name))
+            results[name].append(fitted[name].summary)
+            value = fitted[name].summary["cold_start_test"][SELECTION_METRIC]
+            log.info("seed %s %s: cold-start test %s %.4f", seed, name, SELECTION_METRIC, value)
             bar.update()
+        test = significance(fitted, seed)
+        if test is not None:
+            results[TRANSFER][-1]["bootstrap"] = test
+            log.info(
+                "seed %s: transfer - %s = %+.4f [%.4f, %.4f]",
+                seed,
+                test["baseline"],
+                test["mean_diff"],
+                test["ci_low"],
+                test["ci_high"],
+            )
     bar.set_description("report")
     metrics = {
-        "data": str(config.data.path) if config.data.path else "synthetic",
-        "source": config.source,
-        "target": config.target,
-        "seeds": seeds,
+        **metrics_header(config, seeds),
         "split": {"spec": dataclasses.asdict(config.split), "sizes": splits},
+        "baselines": [name for name in models if name in BASELINES],
         "models": {name: aggregate(per_seed) for name, per_seed in results.items()},
         "config": config.to_dict(),
     }

@@ -10,8 +10,8 @@ import html
 from pathlib import Path
 from typing import Any
 
-from tfrec_xcat.baselines import BASELINES as BASELINE_NAMES
 from tfrec_xcat.evaluation.metrics import metric_names
+from tfrec_xcat.recommender import BASELINES as BASELINE_NAMES
 
 SEGMENT_TITLES = {
     "cold_start_test": "Cold-start test users (the headline)",

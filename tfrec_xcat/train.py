@@ -1,27 +1,26 @@
-"""``tfrec-xcat train --config FILE --out RUN_DIR`` and ``python -m tfrec_xcat.train`` (one code path).
+"""Training the configured transfer two-tower as one job (``tfrec-xcat train``, ``api.train``).
 
-Trains the configured transfer model on the first seed's split, evaluates it (cold-start validation, cold-start
-test once at the end, warm test), and writes into RUN_DIR: ``config.toml``, ``metrics.json`` (the run contract,
-one model), ``model/`` (weights + feature space, what ``tfrec-xcat export`` reads), ``work/`` (per-epoch
-checkpoints, crash backup, TensorBoard logs). Re-running the same command after a crash resumes.
-``[training] strategy`` picks ``default``, ``mirrored`` or ``multi_worker`` (TF_CONFIG says the cluster).
+Trains on the first seed's split, evaluates (cold-start validation, cold-start test once at the end, warm test),
+and writes into RUN_DIR: ``config.toml``, ``metrics.json`` (the run contract, one model), ``model/`` (weights +
+feature space, what ``tfrec-xcat export`` reads), ``work/`` (per-epoch checkpoints, crash backup, TensorBoard
+logs). Running it again after a crash resumes. ``[training] strategy`` picks ``default``, ``mirrored`` or
+``multi_worker`` (TF_CONFIG says the cluster). This module parses no flags: the CLI does.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tfrec_xcat.config import Config
+from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, summarize
+from tfrec_xcat.features.space import save_space
+from tfrec_xcat.pipeline import metrics_header, prepare_seed
 
 log = logging.getLogger(__name__)
 
@@ -32,70 +31,34 @@ def worker_index() -> int:
     return int(config.get("task", {}).get("index", 0))
 
 
-def save_space(space: Any, directory: Path) -> None:
-    """Write the feature space (vocabularies, item tables, history table) next to the weights."""
-    directory.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        directory / "space.npz",
-        users=np.asarray(space.users, dtype=object).astype(str),
-        items=np.asarray(space.items, dtype=object).astype(str),
-        item_category=space.item_category,
-        item_tokens=space.item_tokens,
-        history=space.history,
-        item_popularity=space.item_popularity,
-    )
-    meta = {
-        "categories": space.categories,
-        "vocabulary": space.vocabulary,
-        "history_per_category": space.history_per_category,
-        "source": space.source,
-        "target": space.target,
-    }
-    (directory / "space.json").write_text(json.dumps(meta))
-
-
 def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> dict[str, Any]:
     """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``."""
-    from tfrec_xcat.api import load_data, split_data
-    from tfrec_xcat.evaluation.evaluate import by_history, cold_start_validator, evaluate_segment, summarize
-    from tfrec_xcat.features.matrices import SplitMatrices
-    from tfrec_xcat.training.trainer import feature_space, train, training_view
+    from tfrec_xcat.training.trainer import train
 
     out = Path(out)
     index = worker_index()
     workdir = out / "work" if index == 0 else out / "work" / f"worker-{index}"
     out.mkdir(parents=True, exist_ok=True)
     seed = config.run.seeds[0]
-    data = load_data(config)
-    split = split_data(config, data, seed)
-    m = SplitMatrices.from_split(data, split)
-    spec = config.model
-    space = feature_space(data, split, m, spec)
-    space, frame = training_view(space, split.train, config.training.mode)
-    on_validation = cold_start_validator(m)
-
-    def validate(model: Any) -> float:
-        return on_validation(model.row_scorer())
-
+    prepared = prepare_seed(config, seed, workdir=workdir)
+    space, frame = prepared.training_inputs(config.model, config.training.mode)
     started = time.perf_counter()
     result = train(
         space,
         frame,
-        spec,
+        config.model,
         config.training,
-        validate=validate,
+        validate=prepared.validate_model,
         workdir=workdir,
         seed=seed,
-        with_ratings=data.has_ratings,
+        with_ratings=prepared.data.has_ratings,
         strategy=strategy,
     )
     scorer = result.model.row_scorer()
+    m = prepared.m
     test = evaluate_segment(scorer, m, "cold_start_test")
     metrics = {
-        "data": str(config.data.path) if config.data.path else "synthetic",
-        "source": split.source,
-        "target": split.target,
-        "seeds": [seed],
+        **metrics_header(config, [seed]),
         "models": {
             "transfer": {
                 "cold_start_val": summarize(evaluate_segment(scorer, m, "cold_start_val")),
@@ -113,45 +76,16 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> di
         (out / "config.toml").write_text(config.to_toml())
         result.model.save_weights(str(out / "model" / "weights"))
         save_space(space, out / "model")
-        (out / "model" / "spec.json").write_text(json.dumps(dataclasses.asdict(spec)))
+        (out / "model" / "spec.json").write_text(json.dumps(dataclasses.asdict(config.model)))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     else:
         result.model.save_weights(str(workdir / "final" / "weights"))
     return metrics
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML config file")
-    parser.add_argument("--out", required=True, help="run directory")
-    parser.add_argument("--data", help="data directory (default: the synthetic shop)")
-    parser.add_argument("--source", help="source category")
-    parser.add_argument("--target", help="target category")
+if __name__ == "__main__":  # ``python -m tfrec_xcat.train ...`` is ``tfrec-xcat train ...``
+    import sys
 
+    from tfrec_xcat.cli import main
 
-def command(args: argparse.Namespace) -> int:
-    from tfrec_xcat.config import load_config
-
-    config = load_config(args.config, {"data": {"path": args.data, "source": args.source, "target": args.target}})
-    strategy = None
-    if config.training.strategy != "default":  # before any other TensorFlow op, as collectives require
-        from tfrec_xcat.training.trainer import make_strategy
-
-        strategy = make_strategy(config.training.strategy)
-    metrics = run_training(config, args.out, strategy=strategy)
-    result = metrics["models"]["transfer"]
-    print(
-        f"cold-start val NDCG@10 {result['cold_start_val']['ndcg@10']:.4f}, "
-        f"cold-start test NDCG@10 {result['cold_start_test']['ndcg@10']:.4f}, "
-        f"{result['examples_per_second']:,.0f} examples/s; wrote {args.out}"
-    )
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from tfrec_xcat.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))

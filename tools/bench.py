@@ -14,6 +14,7 @@ The endpoint load runs on loopback only and stops by itself after a fixed time p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -353,22 +354,23 @@ def bench_scoring(models: Path, data: Any, users: int, repeat: int, out: Path) -
 # ------------------------------------------------------------------------------------------------ 5 growth
 def bench_growth(base: Any, scales: list[int], base_users: int, out: Path) -> dict[str, Any]:
     """Seconds per training epoch and to score every user, with 1×, 10×, 100× the synthetic interactions."""
-    from tfrec_xcat.data.load import load_shop
-    from tfrec_xcat.data.split import make_split
     from tfrec_xcat.data.synthetic import SyntheticSpec, write_synthetic
-    from tfrec_xcat.features.matrices import SplitMatrices
+    from tfrec_xcat.pipeline import prepare_seed
     from tfrec_xcat.scoring.index import top_k_blocked
     from tfrec_xcat.training.spec import TrainSpec
-    from tfrec_xcat.training.trainer import feature_space, train
+    from tfrec_xcat.training.trainer import train
 
     rows = []
     for scale in scales:
         spec = SyntheticSpec(n_users=base_users * scale)
         directory = write_synthetic(out / f"growth-{scale}", spec)
-        data = load_shop(directory, log_problems=False)
-        split = make_split(data, spec.categories[0], spec.categories[1], base.split, seed=0)
-        m = SplitMatrices.from_split(data, split)
-        space = feature_space(data, split, m, base.model)
+        source, target = spec.categories[:2]
+        config = dataclasses.replace(
+            base, data=dataclasses.replace(base.data, path=str(directory), source=source, target=target)
+        )
+        prepared = prepare_seed(config, 0)
+        m, split = prepared.m, prepared.split
+        space = prepared.feature_space()
         training = TrainSpec(source_epochs=0, epochs=2, patience=2, batch_size=base.training.batch_size)
         shutil.rmtree(out / f"growth-{scale}-work", ignore_errors=True)
         result = train(
@@ -385,7 +387,7 @@ def bench_growth(base: Any, scales: list[int], base_users: int, out: Path) -> di
         rows.append(
             {
                 "scale": scale,
-                "interactions": len(data.interactions),
+                "interactions": len(prepared.data.interactions),
                 "users": len(m.users),
                 "epoch_seconds": epoch_seconds,
                 "scoring_seconds": scoring_seconds,

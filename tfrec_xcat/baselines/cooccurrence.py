@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
+from tfrec_xcat.baselines.base import MatrixBaseline
+from tfrec_xcat.baselines.sparse import popularity_tiebreak
+from tfrec_xcat.pipeline import PreparedSeed
 
 POWERS = {"none": 0.0, "sqrt_row": 0.5, "row": 1.0}
 
@@ -22,8 +24,8 @@ POWERS = {"none": 0.0, "sqrt_row": 0.5, "row": 1.0}
 class Cooccurrence(MatrixBaseline):
     grid: ClassVar[list[dict[str, Any]]] = [{"normalize": n} for n in POWERS]
 
-    def fit(self, ctx: FitContext) -> None:
-        m = ctx.m
+    def fit(self, prepared: PreparedSeed) -> None:
+        m = prepared.m
         normalize = self.params.get("normalize", "none")
         if normalize not in POWERS:
             raise ValueError(f"cooccurrence normalize must be one of {', '.join(POWERS)}, got {normalize!r}")
@@ -33,8 +35,4 @@ class Cooccurrence(MatrixBaseline):
         scale = sp.diags(np.divide(1.0, row, out=np.zeros_like(row), where=row > 0))
         self.weights = (scale @ counts).tocsr()
         self.source = m.source
-        pop = np.asarray(m.target.sum(axis=0)).ravel()
-        self.tiebreak = 1e-9 * pop / max(pop.max(), 1)
-
-    def score(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray((self.source[rows] @ self.weights).todense()) + self.tiebreak
+        self.tiebreak = popularity_tiebreak(m.target)

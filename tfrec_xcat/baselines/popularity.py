@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
+from tfrec_xcat.baselines.base import MatrixBaseline
+from tfrec_xcat.pipeline import PreparedSeed
 
 
 class Popularity(MatrixBaseline):
-    def fit(self, ctx: FitContext) -> None:
-        m = ctx.m
+    def fit(self, prepared: PreparedSeed) -> None:
+        m = prepared.m
         self.counts = np.asarray(m.target.sum(axis=0)).ravel().astype(np.float64)
 
     def score(self, rows: np.ndarray) -> np.ndarray:

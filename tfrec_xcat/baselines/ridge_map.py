@@ -12,14 +12,16 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
+from tfrec_xcat.baselines.base import MatrixBaseline
+from tfrec_xcat.baselines.sparse import popularity_tiebreak
+from tfrec_xcat.pipeline import PreparedSeed
 
 
 class RidgeMap(MatrixBaseline):
     grid: ClassVar[list[dict[str, Any]]] = [{"l2": v} for v in (10.0, 100.0, 1000.0, 3000.0, 10000.0)]
 
-    def fit(self, ctx: FitContext) -> None:
-        m = ctx.m
+    def fit(self, prepared: PreparedSeed) -> None:
+        m = prepared.m
         l2 = float(self.params.get("l2", 100.0))
         both = m.overlap_rows()
         self.s = m.source[both].astype(np.float64).tocsr()
@@ -28,8 +30,7 @@ class RidgeMap(MatrixBaseline):
         gram[np.diag_indices_from(gram)] += l2
         self.factor = cho_factor(gram, lower=True, check_finite=False)
         self.source = m.source
-        pop = np.asarray(m.target.sum(axis=0)).ravel()
-        self.tiebreak = 1e-9 * pop / max(pop.max(), 1)
+        self.tiebreak = popularity_tiebreak(m.target)
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         kernel = np.asarray((self.s @ self.source[rows].T.astype(np.float64)).todense())  # n_overlap × users

@@ -5,31 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from tfrec_xcat.errors import XcatError
-from tfrec_xcat.features.space import FeatureSpace
+from tfrec_xcat.features.space import FeatureSpace, load_space
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.xcat import XcatModel
-
-
-def load_space(directory: Path) -> FeatureSpace:
-    arrays = np.load(directory / "space.npz", allow_pickle=False)
-    meta = json.loads((directory / "space.json").read_text())
-    return FeatureSpace(
-        users=pd.Index(arrays["users"].astype(object)),
-        items=pd.Index(arrays["items"].astype(object)),
-        categories=list(meta["categories"]),
-        item_category=arrays["item_category"],
-        item_tokens=arrays["item_tokens"],
-        vocabulary=list(meta["vocabulary"]),
-        history=arrays["history"],
-        history_per_category=int(meta["history_per_category"]),
-        source=meta["source"],
-        target=meta["target"],
-        item_popularity=arrays.get("item_popularity"),
-    )
 
 
 def load_trained(run_dir: str | Path) -> tuple[XcatModel, FeatureSpace, ModelSpec]:

@@ -5,11 +5,18 @@ sorted-id order (+ 1), so the evaluator's rows and columns map to model indices 
 tokenised once with a ``TextVectorization`` adapted on the item texts (content only, no interactions). The history
 table holds, per user and per category, the last ``history_per_category`` items of the TRAINING split only: a
 cold-start user's held-out target items can never be in it.
+
+This module owns the feature space's whole life: :func:`build_feature_space` makes it from a split,
+:func:`training_view` restricts it to what a training mode may see, :func:`save_space` / :func:`load_space` write
+it beside a trained model's weights and read it back for export.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -121,4 +128,55 @@ def build_feature_space(
         item_popularity=np.bincount(items.get_indexer(split.train["item_id"]) + 1, minlength=len(items) + 1).astype(
             np.float32
         ),
+    )
+
+
+def training_view(space: FeatureSpace, train_frame: pd.DataFrame, mode: str) -> tuple[FeatureSpace, pd.DataFrame]:
+    """The feature space and interactions a training mode sees: ``target_only`` sees no source data at all, so
+    its history table is rebuilt from target interactions only; every other mode sees everything."""
+    if mode != "target_only":
+        return space, train_frame
+    frame = train_frame[train_frame["category"] == space.target]
+    history = history_table(frame, space.users, space.items, space.categories, space.history_per_category)
+    return dataclasses.replace(space, history=history), frame
+
+
+def save_space(space: FeatureSpace, directory: Path) -> None:
+    """Write the feature space (vocabularies, item tables, history table) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        directory / "space.npz",
+        users=np.asarray(space.users, dtype=object).astype(str),
+        items=np.asarray(space.items, dtype=object).astype(str),
+        item_category=space.item_category,
+        item_tokens=space.item_tokens,
+        history=space.history,
+        item_popularity=space.item_popularity,
+    )
+    meta = {
+        "categories": space.categories,
+        "vocabulary": space.vocabulary,
+        "history_per_category": space.history_per_category,
+        "source": space.source,
+        "target": space.target,
+    }
+    (directory / "space.json").write_text(json.dumps(meta))
+
+
+def load_space(directory: Path) -> FeatureSpace:
+    """The feature space :func:`save_space` wrote into ``directory``."""
+    arrays = np.load(directory / "space.npz", allow_pickle=False)
+    meta = json.loads((directory / "space.json").read_text())
+    return FeatureSpace(
+        users=pd.Index(arrays["users"].astype(object)),
+        items=pd.Index(arrays["items"].astype(object)),
+        categories=list(meta["categories"]),
+        item_category=arrays["item_category"],
+        item_tokens=arrays["item_tokens"],
+        vocabulary=list(meta["vocabulary"]),
+        history=arrays["history"],
+        history_per_category=int(meta["history_per_category"]),
+        source=meta["source"],
+        target=meta["target"],
+        item_popularity=arrays.get("item_popularity"),
     )

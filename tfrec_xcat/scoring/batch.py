@@ -146,7 +146,11 @@ def score_users(
             quality = compare(searcher, retrieval.vectors, queries[:1000], k)
             log.warning(
                 "%s: recall@%d %.3f against exact search on %d users, %.1fx its speed",
-                index, k, quality["recall_at_k"], quality["sample_users"], quality["speedup"],
+                index,
+                k,
+                quality["recall_at_k"],
+                quality["sample_users"],
+                quality["speedup"],
             )
         write_shard(table, out, shard)
         bar.update(len(chunk))

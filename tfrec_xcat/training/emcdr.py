@@ -17,7 +17,11 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras
 
-from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
+from tfrec_xcat.models.spec import ModelSpec
+from tfrec_xcat.pipeline import PreparedSeed
+from tfrec_xcat.recommender import Recommender
+from tfrec_xcat.training.spec import TrainSpec
+from tfrec_xcat.training.trainer import make_optimizer
 
 
 class _IdTwoTower(tfrs.Model):
@@ -36,12 +40,20 @@ class _IdTwoTower(tfrs.Model):
 
 
 def category_embeddings(
-    frame: pd.DataFrame, users: pd.Index, items: pd.Index, dim: int, epochs: int, batch: int, seed: int
+    frame: pd.DataFrame,
+    users: pd.Index,
+    items: pd.Index,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    epochs: int,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalised (user, item) embeddings of one category's interactions."""
+    """L2-normalised (user, item) embeddings of one category's interactions (dimension, temperature, batch size,
+    optimizer and learning rate from the configured ``[model]`` and ``[training]``)."""
     tf_keras.utils.set_random_seed(seed)
-    model = _IdTwoTower(len(users), len(items), dim, temperature=0.05)
-    model.compile(optimizer=tf_keras.optimizers.Adam(0.003))
+    model = _IdTwoTower(len(users), len(items), model_spec.embedding_dim, temperature=model_spec.temperature)
+    model.compile(optimizer=make_optimizer(train_spec))
+    batch = train_spec.batch_size
     feats = {
         "user": users.get_indexer(frame["user_id"]).astype(np.int32),
         "item": items.get_indexer(frame["item_id"]).astype(np.int32),
@@ -52,26 +64,36 @@ def category_embeddings(
     return normalize(model.users.embeddings.numpy()), normalize(model.items.embeddings.numpy())
 
 
-class Emcdr(MatrixBaseline):
+class Emcdr(Recommender):
     grid: ClassVar[list[dict[str, Any]]] = [{}]
 
-    def fit(self, ctx: FitContext) -> None:
-        settings = ctx.settings.get("model", {})
-        training = ctx.settings.get("training", {})
-        dim = int(settings.get("embedding_dim", 64))
+    def fit(self, prepared: PreparedSeed) -> None:
+        model_spec, train_spec = prepared.config.model, prepared.config.training
+        dim = model_spec.embedding_dim
         epochs = int(self.params.get("epochs", 8))
-        batch = int(training.get("batch_size", 512))
-        m, split = ctx.m, ctx.split
+        m, split = prepared.m, prepared.split
         train = split.train
         users = m.users
         self.user_source, _ = category_embeddings(
-            train[train["category"] == split.source], users, m.source_items, dim, epochs, batch, ctx.seed
+            train[train["category"] == split.source],
+            users,
+            m.source_items,
+            model_spec,
+            train_spec,
+            epochs,
+            prepared.seed,
         )
         user_target, self.item_target = category_embeddings(
-            train[train["category"] == split.target], users, m.target_items, dim, epochs, batch, ctx.seed + 1
+            train[train["category"] == split.target],
+            users,
+            m.target_items,
+            model_spec,
+            train_spec,
+            epochs,
+            prepared.seed + 1,
         )
         both = m.overlap_rows()
-        tf_keras.utils.set_random_seed(ctx.seed)
+        tf_keras.utils.set_random_seed(prepared.seed)
         self.mapping = tf_keras.Sequential(
             [tf_keras.layers.Dense(2 * dim, activation="tanh"), tf_keras.layers.Dense(dim)], name="emcdr_mapping"
         )
@@ -80,7 +102,7 @@ class Emcdr(MatrixBaseline):
         best, best_weights, stale = -np.inf, None, 0
         for _ in range(30):  # up to 300 epochs, validated every 10
             self.mapping.fit(x, y, epochs=10, batch_size=256, verbose=0)
-            value = ctx.validate(self.score) if ctx.validate else 0.0
+            value = prepared.validate(self.score)
             self.history.append(value)
             if value > best:
                 best, best_weights, stale = value, self.mapping.get_weights(), 0

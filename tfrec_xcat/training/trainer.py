@@ -25,34 +25,12 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras
 
-from tfrec_xcat.features.space import FeatureSpace, build_feature_space, history_table
+from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.xcat import XcatModel
 from tfrec_xcat.training.spec import TrainSpec
 
 log = logging.getLogger(__name__)
-
-
-def feature_space(data: Any, split: Any, m: Any, spec: ModelSpec) -> FeatureSpace:
-    """The feature space of a split with the model's history length and text settings."""
-    return build_feature_space(
-        data,
-        split,
-        m,
-        history_per_category=spec.history_per_category,
-        max_tokens=spec.max_tokens,
-        vocab_size=spec.vocab_size,
-    )
-
-
-def training_view(space: FeatureSpace, train_frame: pd.DataFrame, mode: str) -> tuple[FeatureSpace, pd.DataFrame]:
-    """The feature space and interactions a mode trains on: ``target_only`` sees no source data at all, so its
-    history table is rebuilt from target interactions only; every other mode sees everything."""
-    if mode != "target_only":
-        return space, train_frame
-    frame = train_frame[train_frame["category"] == space.target]
-    history = history_table(frame, space.users, space.items, space.categories, space.history_per_category)
-    return dataclasses.replace(space, history=history), frame
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -1,7 +1,8 @@
-"""The neural models of a run: the transfer model, its ablations, and the ``target_only`` baseline.
+"""The neural two-tower models of a run: the transfer two-tower, its ablations, and the ``target_only`` baseline.
 
 Each is the same :class:`XcatModel` trained by :func:`train` with a few settings changed from the configured
-``[model]`` and ``[training]`` sections; all select epochs on cold-start validation users only.
+``[model]`` and ``[training]`` sections (its ``model_overrides`` / ``training_overrides``); all select epochs on
+cold-start validation users only.
 """
 
 from __future__ import annotations
@@ -11,49 +12,39 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tfrec_xcat.baselines.base import FitContext, MatrixBaseline
 from tfrec_xcat.models.spec import ModelSpec
+from tfrec_xcat.pipeline import PreparedSeed
+from tfrec_xcat.recommender import Recommender
 from tfrec_xcat.training.spec import TrainSpec
 
 
-def specs(settings: dict[str, Any], model: dict[str, Any], training: dict[str, Any]) -> tuple[ModelSpec, TrainSpec]:
-    """The configured specs with a variant's overrides applied."""
-    base_model = {**settings.get("model", {}), **model}
-    base_training = {**settings.get("training", {}), **training}
-    return ModelSpec(**base_model), TrainSpec(**base_training)
-
-
-class NeuralModel(MatrixBaseline):
+class NeuralModel(Recommender):
     """A two-tower model trained on the split; scores = user query · target item vectors."""
 
     model_overrides: ClassVar[dict[str, Any]] = {}
     training_overrides: ClassVar[dict[str, Any]] = {}
 
-    def fit(self, ctx: FitContext) -> None:
-        from tfrec_xcat.training.trainer import feature_space, train, training_view
+    def specs(self, prepared: PreparedSeed) -> tuple[ModelSpec, TrainSpec]:
+        """The configured specs with this variant's (and this grid point's) overrides applied."""
+        model = dataclasses.replace(prepared.config.model, **self.model_overrides, **self.params.get("model", {}))
+        training = {**self.training_overrides, **self.params.get("training", {})}
+        return model, dataclasses.replace(prepared.config.training, **training)
 
-        model_spec, train_spec = specs(
-            ctx.settings,
-            {**self.model_overrides, **self.params.get("model", {})},
-            {**self.training_overrides, **self.params.get("training", {})},
-        )
-        space = feature_space(ctx.data, ctx.split, ctx.m, model_spec)
-        space, train_frame = training_view(space, ctx.split.train, train_spec.mode)
+    def fit(self, prepared: PreparedSeed) -> None:
+        from tfrec_xcat.training.trainer import train
+
+        model_spec, train_spec = self.specs(prepared)
+        space, train_frame = prepared.training_inputs(model_spec, train_spec.mode)
         self.space = space
-        assert ctx.validate is not None, "neural models need a validation callable"
-
-        def validate(model: Any) -> float:
-            return ctx.validate(model.row_scorer())
-
         result = train(
             space,
             train_frame,
             model_spec,
             train_spec,
-            validate=validate,
-            workdir=ctx.workdir or "runs/work",
-            seed=ctx.seed,
-            with_ratings=ctx.data.has_ratings,
+            validate=prepared.validate_model,
+            workdir=prepared.workdir or "runs/work",
+            seed=prepared.seed,
+            with_ratings=prepared.data.has_ratings,
         )
         self.model = result.model
         self.item_vectors = self.model.target_item_vectors()
@@ -75,25 +66,45 @@ class NeuralModel(MatrixBaseline):
         return out[:, 1]
 
 
-def variant(
-    name: str, model: dict[str, Any] | None = None, training: dict[str, Any] | None = None, doc: str = ""
-) -> type[NeuralModel]:
-    return type(
-        name, (NeuralModel,), {"model_overrides": model or {}, "training_overrides": training or {}, "__doc__": doc}
-    )
+class TransferDeep(NeuralModel):
+    """The transfer two-tower alone (the deep part of ``transfer``): source stage, then full fine-tuning."""
+
+    training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}
 
 
-TRANSFER_DEFAULT: dict[str, Any] = {"mode": "full"}
+class TransferFrozen(NeuralModel):
+    """Ablation: the source-trained item tower is fixed in the target stage."""
 
-VARIANTS: dict[str, type[NeuralModel]] = {
-    "transfer": variant("Transfer", training=TRANSFER_DEFAULT, doc="The default transfer model."),
-    "transfer_frozen": variant("TransferFrozen", training={"mode": "frozen"}),
-    "transfer_partial": variant("TransferPartial", training={"mode": "partial"}),
-    "transfer_full": variant("TransferFull", training={"mode": "full"}),
-    "transfer_joint": variant("TransferJoint", training={"mode": "joint"}),
-    "transfer_no_grl": variant("TransferNoGrl", model={"grl": False}, training=TRANSFER_DEFAULT),
-    "transfer_id_only": variant("TransferIdOnly", model={"use_text": False}, training=TRANSFER_DEFAULT),
-    "target_only": variant(
-        "TargetOnly", training={"mode": "target_only"}, doc="Same two-tower, target data only: what transfer adds."
-    ),
-}
+    training_overrides: ClassVar[dict[str, Any]] = {"mode": "frozen"}
+
+
+class TransferPartial(NeuralModel):
+    """Ablation: only the top item-tower layers fine-tune on the target."""
+
+    training_overrides: ClassVar[dict[str, Any]] = {"mode": "partial"}
+
+
+class TransferJoint(NeuralModel):
+    """Ablation: both categories trained together, per-category query heads."""
+
+    training_overrides: ClassVar[dict[str, Any]] = {"mode": "joint"}
+
+
+class TransferNoGrl(NeuralModel):
+    """Ablation: no gradient-reversal domain discriminator."""
+
+    model_overrides: ClassVar[dict[str, Any]] = {"grl": False}
+    training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}
+
+
+class TransferIdOnly(NeuralModel):
+    """Ablation: no text features (id + category only)."""
+
+    model_overrides: ClassVar[dict[str, Any]] = {"use_text": False}
+    training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}
+
+
+class TargetOnly(NeuralModel):
+    """Baseline: the same two-tower trained on target data only (what transfer adds)."""
+
+    training_overrides: ClassVar[dict[str, Any]] = {"mode": "target_only"}

@@ -13,23 +13,34 @@ Outputs: ``trials.csv`` and ``trials.md`` (every trial: hyperparameters, objecti
 
 from __future__ import annotations
 
-import copy
 import csv
+import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras_tuner as kt
 
-from tfrec_xcat.config import Config, config_from_dict
 from tfrec_xcat.tuning.spec import TuneSpec
+
+if TYPE_CHECKING:
+    from tfrec_xcat.config import Config
+    from tfrec_xcat.pipeline import PreparedSeed
 
 log = logging.getLogger(__name__)
 
 OBJECTIVE = "cold_start_val_ndcg@10"
-MODEL_KEYS = ("embedding_dim", "tower_layers", "temperature", "pooling", "grl_lambda_max", "grl_weight", "use_text",
-              "cold_history_dropout")
+MODEL_KEYS = (
+    "embedding_dim",
+    "tower_layers",
+    "temperature",
+    "pooling",
+    "grl_lambda_max",
+    "grl_weight",
+    "use_text",
+    "cold_history_dropout",
+)
 TRAINING_KEYS = ("learning_rate", "optimizer", "mode", "batch_size")
 
 
@@ -49,23 +60,23 @@ def define(hp: kt.HyperParameters, spec: TuneSpec) -> dict[str, Any]:
 
 
 def trial_config(base: Config, values: dict[str, Any], epochs: int | None = None) -> Config:
-    """``base`` with a trial's hyperparameters applied (validated like any config)."""
-    raw = copy.deepcopy(base.to_dict())
-    raw["model"].update({k: values[k] for k in MODEL_KEYS if k in values})
-    raw["training"].update({k: values[k] for k in TRAINING_KEYS if k in values})
+    """``base`` with a trial's hyperparameters applied (each spec validates its values on construction)."""
+    training = {k: values[k] for k in TRAINING_KEYS if k in values}
     if epochs is not None:
-        raw["training"]["epochs"] = epochs
-    for section in ("synthetic",):  # tuples back to lists for the loader
-        raw[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in raw[section].items()}
-    return config_from_dict(raw, "trial")
+        training["epochs"] = epochs
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, **{k: values[k] for k in MODEL_KEYS if k in values}),
+        training=dataclasses.replace(base.training, **training),
+    )
 
 
 class XcatTuner(kt.engine.base_tuner.BaseTuner):
     """Runs trials with tfrec-xcat's own trainer; reports the objective to the oracle."""
 
-    def __init__(self, oracle: kt.Oracle, base: Config, spec: TuneSpec, context: dict[str, Any], **kwargs: Any):
+    def __init__(self, oracle: kt.Oracle, base: Config, spec: TuneSpec, prepared: PreparedSeed, **kwargs: Any):
         super().__init__(oracle=oracle, **kwargs)
-        self.base, self.spec, self.context = base, spec, context
+        self.base, self.spec, self.prepared = base, spec, prepared
         self.started = time.monotonic()
         self.trials_run = 0
 
@@ -79,25 +90,25 @@ class XcatTuner(kt.engine.base_tuner.BaseTuner):
             self.oracle.max_trials = len(self.oracle.trials)
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict[str, float]:
-        from tfrec_xcat.training.trainer import train, training_view
+        from tfrec_xcat.training.trainer import train
 
         self.trials_run += 1
         values = define(trial.hyperparameters, self.spec)
         epochs = trial.hyperparameters.values.get("tuner/epochs")
         config = trial_config(self.base, values, int(epochs) if epochs else None)
-        ctx = self.context
+        prepared = self.prepared
         print(f"trial {trial.trial_id}: {values}", flush=True)
         started = time.perf_counter()
-        space, frame = training_view(ctx["space"], ctx["frame"], config.training.mode)
+        space, frame = prepared.training_inputs(config.model, config.training.mode)
         result = train(
             space,
             frame,
             config.model,
             config.training,
-            validate=ctx["validate"],
+            validate=prepared.validate_model,
             workdir=Path(self.project_dir).parent / "trials" / trial.trial_id,
-            seed=ctx["seed"],
-            with_ratings=ctx["with_ratings"],
+            seed=prepared.seed,
+            with_ratings=prepared.data.has_ratings,
         )
         best = max(result.history) if result.history else 0.0
         seconds = time.perf_counter() - started
@@ -118,27 +129,6 @@ def make_oracle(spec: TuneSpec, epochs: int) -> kt.Oracle:
     if spec.tuner == "hyperband":
         return kt.oracles.HyperbandOracle(objective, max_epochs=max(epochs, 2), seed=spec.seed, hyperband_iterations=1)
     return kt.oracles.RandomSearchOracle(objective, max_trials=spec.max_trials, seed=spec.seed)
-
-
-def prepare_context(config: Config) -> dict[str, Any]:
-    """Data, the first seed's split, matrices, feature space and the validation scorer (no test users used)."""
-    from tfrec_xcat.api import load_data, split_data
-    from tfrec_xcat.evaluation.evaluate import cold_start_validator
-    from tfrec_xcat.features.matrices import SplitMatrices
-    from tfrec_xcat.training.trainer import feature_space
-
-    seed = config.run.seeds[0]
-    data = load_data(config)
-    split = split_data(config, data, seed)
-    m = SplitMatrices.from_split(data, split)
-    space = feature_space(data, split, m, config.model)
-
-    on_validation = cold_start_validator(m)
-
-    def validate(model: Any) -> float:
-        return on_validation(model.row_scorer())
-
-    return {"space": space, "frame": split.train, "validate": validate, "seed": seed, "with_ratings": data.has_ratings}
 
 
 def trial_rows(oracle: kt.Oracle) -> list[dict[str, Any]]:
@@ -216,15 +206,15 @@ def _plot(out: Path, rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-def tune(config: Config, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run (or continue) the search configured in ``config.tune``; write the outputs into ``out``."""
+def tune(config: Config, prepared: PreparedSeed, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run (or continue) the search configured in ``config.tune`` on ``prepared`` (its validation users only);
+    write the outputs into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = config.tune
-    context = prepare_context(config)
     oracle = make_oracle(spec, config.training.epochs)
     tuner = XcatTuner(
-        oracle, config, spec, context, directory=str(out), project_name="keras_tuner", overwrite=overwrite
+        oracle, config, spec, prepared, directory=str(out), project_name="keras_tuner", overwrite=overwrite
     )
     tuner.search()
     return write_outputs(out, tuner.oracle, config, spec)

@@ -1,0 +1,148 @@
+"""The memorisation baselines, the paired bootstrap and the hybrid ``transfer`` (pseudo cold-start users, ranker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tfrec_xcat.baselines.cooccurrence import Cooccurrence
+from tfrec_xcat.baselines.itemknn import ItemKnn
+from tfrec_xcat.baselines.rp3beta import Rp3Beta
+from tfrec_xcat.baselines.sparse import top_k_per_row
+from tfrec_xcat.config import load_config
+from tfrec_xcat.evaluation.bootstrap import paired_bootstrap
+from tfrec_xcat.pipeline import PreparedSeed, prepare_seed
+from tfrec_xcat.training.hybrid import PSEUDO_COLD, Transfer, pseudo_cold_split
+
+SMALL_MODEL = {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "history_per_category": 8, "max_tokens": 8}
+QUICK_TRAINING = {"batch_size": 128, "epochs": 2, "source_epochs": 1, "patience": 1}
+
+
+@pytest.fixture(scope="module")
+def ctx(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedSeed:
+    config = load_config(
+        None,
+        {
+            "data": {"path": str(small_shop_dir), "source": "Food", "target": "Kitchen"},
+            "model": SMALL_MODEL,
+            "training": QUICK_TRAINING,
+            "ranker": {"candidates": [20], "epochs": 3, "fusion_weights": [1.0]},
+        },
+    )
+    return prepare_seed(config, 0, workdir=tmp_path_factory.mktemp("hybrid"))
+
+
+# ----------------------------------------------------------------------------------------- baselines
+def test_rp3beta_at_zero_is_cooccurrence(ctx: PreparedSeed) -> None:
+    raw = Cooccurrence(normalize="none")
+    raw.fit(ctx)
+    walk = Rp3Beta(alpha=0.0, beta=0.0)
+    walk.fit(ctx)
+    np.testing.assert_allclose(walk.weights.toarray(), raw.weights.toarray())
+
+
+def test_itemknn_cosine_by_hand(ctx: PreparedSeed) -> None:
+    model = ItemKnn(alpha=0.5, shrink=0.0, neighbours=10**6)
+    model.fit(ctx)
+    both = ctx.m.overlap_rows()
+    s, t = ctx.m.source[both].toarray(), ctx.m.target[both].toarray()
+    norms = np.sqrt(s.sum(0))[:, None] * np.sqrt(t.sum(0))[None, :]
+    expected = np.divide(s.T @ t, norms, out=np.zeros((s.shape[1], t.shape[1])), where=norms > 0)
+    np.testing.assert_allclose(model.weights.toarray(), expected, rtol=1e-6)
+    scores = model.score(np.arange(5))
+    assert scores.shape == (5, len(ctx.m.target_items))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 12),
+    st.integers(1, 30),
+    st.integers(0, 6),
+    st.integers(0, 10_000),
+)
+def test_top_k_per_row_keeps_the_largest(rows: int, cols: int, k: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((rows, cols)) < 0.4, rng.integers(1, 5, (rows, cols)).astype(float), 0.0)
+    kept = top_k_per_row(sp.csr_matrix(dense), k).toarray()
+    for r in range(rows):
+        nz = np.flatnonzero(dense[r])
+        assert np.count_nonzero(kept[r]) == min(k, len(nz))
+        if len(nz) > k and k > 0:  # nothing dropped is larger than anything kept
+            assert dense[r][kept[r] == 0].max() <= kept[r][kept[r] > 0].min()
+
+
+# ----------------------------------------------------------------------------------------- bootstrap
+def test_bootstrap_known_answer() -> None:
+    ours = np.array([0.5, 0.5, 0.5, 0.5] * 50)
+    theirs = np.array([0.25, 0.25, 0.25, 0.25] * 50)
+    result = paired_bootstrap(ours, theirs, resamples=1000)
+    assert result["mean_diff"] == pytest.approx(0.25)
+    assert result["rel_lift"] == pytest.approx(1.0)
+    assert result["ci_low"] == pytest.approx(0.25) and result["ci_high"] == pytest.approx(0.25)  # no spread
+
+
+def test_bootstrap_interval_covers_zero_for_noise() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.random(2000), rng.random(2000)
+    result = paired_bootstrap(a, b, resamples=2000, seed=3)
+    assert result["ci_low"] < 0 < result["ci_high"]
+    # a normal approximation of the same interval: the percentile interval is close to it
+    half = 1.96 * (a - b).std() / np.sqrt(len(a))
+    assert result["ci_high"] - result["ci_low"] == pytest.approx(2 * half, rel=0.1)
+
+
+def test_bootstrap_rejects_unpaired() -> None:
+    with pytest.raises(ValueError, match="paired"):
+        paired_bootstrap(np.zeros(3), np.zeros(4))
+
+
+# ----------------------------------------------------------------------------------------- hybrid
+def test_pseudo_cold_users_leave_training(ctx: PreparedSeed) -> None:
+    reduced, rows = pseudo_cold_split(ctx, 0.2)
+    users = reduced.split.users[PSEUDO_COLD]
+    assert len(rows) == len(users) > 0
+    assert set(ctx.m.users[rows]) == set(users)
+    train = reduced.split.train
+    assert not ((train["category"] == ctx.split.target) & train["user_id"].isin(users)).any()
+    # drawn from overlap TRAINING users only: never a validation or test user
+    assert not set(users) & set(ctx.split.cold_start_users)
+    assert reduced.m.target[rows].nnz == 0 and reduced.m.truth[PSEUDO_COLD][rows].nnz == ctx.m.target[rows].nnz
+    # nothing else moved
+    assert len(ctx.split.train) - len(train) == ctx.m.target[rows].nnz
+
+
+def test_ranker_never_sees_validation_or_test_users(ctx: PreparedSeed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every list the ranking stage is TRAINED on belongs to a pseudo cold-start (training) user."""
+    from tfrec_xcat.training import hybrid
+
+    trained_rows: list[np.ndarray] = []
+    real_lists = hybrid.Signals.lists
+
+    def spy(self: hybrid.Signals, rows: np.ndarray, n: int) -> hybrid.Lists:
+        trained_rows.append(np.asarray(rows))
+        return real_lists(self, rows, n)
+
+    real_train = hybrid.Transfer._train_ranker
+    labelled: list[np.ndarray] = []
+
+    def spy_train(self, spec, lists, labels, n, fit_ctx):  # type: ignore[no-untyped-def]
+        labelled.append(trained_rows[-1])
+        return real_train(self, spec, lists, labels, n, fit_ctx)
+
+    monkeypatch.setattr(hybrid.Signals, "lists", spy)
+    monkeypatch.setattr(hybrid.Transfer, "_train_ranker", spy_train)
+    model = Transfer()
+    model.fit(ctx)
+    assert labelled, "the ranking stage was not trained"
+    held_out = set(ctx.m.segment_users["cold_start_val"]) | set(ctx.m.segment_users["cold_start_test"])
+    for rows in labelled:
+        assert not set(rows.tolist()) & held_out
+    assert model.stage in {"deep", "wide", "fusion", "ranker"}
+    assert set(model.ablations()) >= {"deep", "wide", "fusion", "ranker"}
+    scores = model.score(ctx.m.segment_users["cold_start_test"][:7])
+    assert scores.shape == (7, len(ctx.m.target_items)) and np.isfinite(scores).all()

@@ -1,0 +1,48 @@
+"""The second stage of ``transfer`` (the ``[ranker]`` config section): retrieve → rank, and what it is chosen from.
+
+Free of TensorFlow so configs load fast. Every list is a set of choices that a run decides between on its own
+cold-start VALIDATION users, so a first run on new data gets the benefit without per-dataset constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WIDE = ("cooccurrence", "itemknn", "rp3beta")
+STAGES = ("deep", "wide", "fusion", "ranker")
+
+
+@dataclass
+class RankerSpec:
+    """Retrieve → rank settings (see :mod:`tfrec_xcat.training.hybrid`)."""
+
+    # share of overlap TRAINING users made pseudo cold-start (their target items become the ranker's labels and
+    # leave the deep model's and the memorisation term's training data)
+    pseudo_cold_fraction: float = 0.15
+    candidates: list[int] = field(default_factory=lambda: [50, 100, 200])  # N per first-stage list
+    wide: list[str] = field(default_factory=lambda: list(WIDE))  # memorisation terms to choose from
+    fusion_weights: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0])
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
+    epochs: int = 30
+    patience: int = 4
+    learning_rate: float = 0.003
+    stages: list[str] = field(default_factory=lambda: list(STAGES))  # what the final scorer may be
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.pseudo_cold_fraction < 1.0:
+            raise ValueError(f"pseudo_cold_fraction must be in (0, 1), got {self.pseudo_cold_fraction}")
+        if not self.candidates or any(n < 1 for n in self.candidates):
+            raise ValueError(f"candidates must list positive sizes, got {self.candidates}")
+        for name, allowed in (("wide", WIDE), ("stages", STAGES)):
+            values = getattr(self, name)
+            bad = [v for v in values if v not in allowed]
+            if not values or bad:
+                raise ValueError(f"{name} must list some of {', '.join(allowed)}, got {values}")
+        if not self.fusion_weights or any(not w > 0 for w in self.fusion_weights):
+            raise ValueError(f"fusion_weights must list positive weights, got {self.fusion_weights}")
+        if not self.hidden or any(w < 1 for w in self.hidden):
+            raise ValueError(f"hidden must list positive widths, got {self.hidden}")
+        if self.epochs < 1 or self.patience < 1:
+            raise ValueError("epochs and patience must be at least 1")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")

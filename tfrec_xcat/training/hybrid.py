@@ -1,0 +1,312 @@
+"""``transfer``: generalisation (the two towers) + memorisation (an item-to-item term) + a learned ranking stage.
+
+The two-tower model generalises across items (its recall@50 is well above co-occurrence) but cannot keep the
+exact source-item → target-item links that co-occurrence memorises; the two signals are complementary. This
+model combines them by design, and decides on the run's own cold-start VALIDATION users how much of each to use:
+
+1. **Pseudo cold-start users.** A seeded ``pseudo_cold_fraction`` of the overlap TRAINING users lose their target
+   interactions, exactly as cold-start users do; those interactions become the ranking stage's labels. Nothing of
+   the validation or test users is ever a label.
+2. **Deep retrieval**: the transfer two-tower (:mod:`tfrec_xcat.training.variants`), trained on the remaining
+   training data, epochs chosen on validation users.
+3. **Memorisation (wide)**: a source-item → target-item matrix W from the same remaining data, the best of
+   ``[ranker] wide`` (co-occurrence, item-kNN, RP3β, each with its own knobs) on validation users.
+4. **Candidates**: the top N of the deep list ∪ the top N of the wide list (N from ``[ranker] candidates``).
+5. **Ranking stage**: a TFRS ranking model scores each candidate from cross features (deep score and rank,
+   memorisation score, rank and support, log popularity, history length), trained listwise (softmax over the
+   candidate list) on the pseudo cold-start users only; epochs by early stopping on validation users.
+6. **Choice**: the final scorer is the best on validation users of deep only, memorisation only, fusion
+   (per-user standardised deep + w · standardised wide, w from ``[ranker] fusion_weights``) and the ranking
+   stage, so the model falls back to what works on data where one signal is weak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from tfrec_xcat.baselines.base import MatrixBaseline
+from tfrec_xcat.baselines.cooccurrence import Cooccurrence
+from tfrec_xcat.baselines.itemknn import ItemKnn
+from tfrec_xcat.baselines.rp3beta import Rp3Beta
+from tfrec_xcat.models.ranking_spec import RankerSpec
+from tfrec_xcat.pipeline import PreparedSeed
+from tfrec_xcat.recommender import Recommender
+from tfrec_xcat.training.variants import NeuralModel, TransferDeep
+
+log = logging.getLogger(__name__)
+
+WIDE_MODELS: dict[str, type[MatrixBaseline]] = {"cooccurrence": Cooccurrence, "itemknn": ItemKnn, "rp3beta": Rp3Beta}
+PSEUDO_COLD = "pseudo_cold"
+FEATURES = (
+    "deep",
+    "deep_gap",
+    "deep_rank",
+    "wide_rel",
+    "wide_log",
+    "wide_rank",
+    "support",
+    "popularity",
+    "source_history",
+)
+
+
+def pseudo_cold_split(prepared: PreparedSeed, fraction: float) -> tuple[PreparedSeed, np.ndarray]:
+    """``prepared`` with a seeded ``fraction`` of the overlap training users made cold-start: their target training
+    interactions leave ``train`` and become the held-out segment ``pseudo_cold``; returns their matrix rows."""
+    m, split = prepared.m, prepared.split
+    overlap = m.overlap_rows()
+    rng = np.random.default_rng([prepared.seed, 7919])
+    n = max(round(fraction * len(overlap)), 1) if len(overlap) > 1 else 0
+    rows = np.sort(rng.choice(overlap, size=n, replace=False)) if n else np.zeros(0, dtype=np.int64)
+    users = np.asarray(m.users[rows])
+    train = split.train
+    moved = (train["category"] == split.target) & train["user_id"].isin(users)
+    reduced = dataclasses.replace(
+        split,
+        train=train.loc[~moved].reset_index(drop=True),
+        heldout={**split.heldout, PSEUDO_COLD: train.loc[moved].reset_index(drop=True)},
+        users={**split.users, PSEUDO_COLD: users},
+    )
+    return prepared.with_split(reduced).in_workdir("deep"), rows
+
+
+def standardize(scores: np.ndarray) -> np.ndarray:
+    """Per-row z-scores (rows with no spread become 0)."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    return np.divide(scores - mean, std, out=np.zeros_like(scores), where=std > 0)
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of every column within its row (highest score = 0; ties by column)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    out = np.empty_like(order)
+    np.put_along_axis(out, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
+    return out
+
+
+def top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    """Columns of the ``n`` highest scores per row (any order)."""
+    n = min(n, scores.shape[1])
+    return np.argpartition(-scores, n - 1, axis=1)[:, :n]
+
+
+@dataclasses.dataclass
+class Lists:
+    """Candidate lists of a block of users: columns, features and mask (users × L), as the ranker reads them."""
+
+    columns: np.ndarray  # (U, L) target columns
+    features: np.ndarray  # (U, L, F) float32
+    mask: np.ndarray  # (U, L) bool: a real, distinct candidate
+    fallback: np.ndarray  # (U, T) first-stage fused scores, for items outside the lists
+
+
+class Signals:
+    """Deep and wide scores of users, and the candidate lists with their ranking features."""
+
+    def __init__(
+        self,
+        deep: Any,
+        wide: MatrixBaseline,
+        exclude: sp.csr_matrix,
+        popularity: np.ndarray,
+        source_history: np.ndarray,
+        fusion_weight: float = 1.0,
+    ) -> None:
+        self.deep, self.wide, self.exclude = deep, wide, exclude
+        self.log_pop = np.log1p(popularity) / max(np.log1p(popularity.max()), 1.0)
+        self.source_history = source_history
+        self.support_matrix = wide.weights.copy().tocsr()
+        self.support_matrix.data[:] = 1.0
+        self.fusion_weight = fusion_weight
+
+    def scores(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        deep = np.asarray(self.deep.score(rows), dtype=np.float64)
+        wide = np.asarray((self.wide.source[rows] @ self.wide.weights).todense(), dtype=np.float64)
+        owned = self.exclude[rows].toarray().astype(bool)
+        deep[owned] = -np.inf
+        wide[owned] = -np.inf
+        return deep, wide
+
+    def fused(self, deep: np.ndarray, wide: np.ndarray, weight: float) -> np.ndarray:
+        finite = np.isfinite(deep)
+        d = standardize(np.where(finite, deep, 0.0))
+        w = standardize(np.where(finite, np.log1p(np.maximum(wide, 0.0)), 0.0))
+        return np.where(finite, d + weight * w, -np.inf)
+
+    def lists(self, rows: np.ndarray, n: int) -> Lists:
+        deep, wide = self.scores(rows)
+        both = np.concatenate([top_n(deep, n), top_n(wide, n)], axis=1)
+        both.sort(axis=1)
+        mask = np.ones(both.shape, dtype=bool)
+        mask[:, 1:] = both[:, 1:] != both[:, :-1]
+        idx = np.arange(len(rows))[:, None]
+        mask &= np.isfinite(deep[idx, both])
+        wide_f = np.where(np.isfinite(wide), wide, 0.0)
+        deep_f = np.where(np.isfinite(deep), deep, -1.0)
+        n_items = deep.shape[1]
+        log_items = np.log(max(n_items, 2))
+        d, w = deep_f[idx, both], wide_f[idx, both]
+        wide_max = wide_f.max(axis=1, keepdims=True)
+        support = np.asarray((self.wide.source[rows] @ self.support_matrix).todense())[idx, both]
+        feats = np.stack(
+            [
+                d,
+                d - deep_f.max(axis=1, keepdims=True),
+                np.log1p(ranks(deep)[idx, both]) / log_items,
+                np.divide(w, wide_max, out=np.zeros_like(w), where=wide_max > 0),
+                np.log1p(np.maximum(w, 0.0)),
+                np.log1p(ranks(wide)[idx, both]) / log_items,
+                np.log1p(support),
+                self.log_pop[both],
+                np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
+            ],
+            axis=-1,
+        ).astype(np.float32)
+        return Lists(both, feats, mask, self.fused(deep, wide, self.fusion_weight))
+
+
+def labels_of(lists: Lists, truth: sp.csr_matrix) -> np.ndarray:
+    """1 where a candidate is one of the user's held-out items."""
+    return (np.take_along_axis(truth.toarray(), lists.columns, axis=1) > 0) & lists.mask
+
+
+class Transfer(Recommender):
+    """The shipped ``transfer`` model (see the module docstring)."""
+
+    grid: ClassVar[list[dict[str, Any]]] = [{}]
+    deep_class: ClassVar[type[NeuralModel]] = TransferDeep
+
+    def fit(self, prepared: PreparedSeed) -> None:
+        spec = prepared.config.ranker
+        reduced, pseudo_rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction)
+        m = prepared.m
+        choices: dict[str, Any] = {}
+
+        # wide: the best memorisation term on validation, fitted on the reduced data
+        best_wide: tuple[float, MatrixBaseline, str, dict[str, Any]] | None = None
+        for name in spec.wide:
+            cls = WIDE_MODELS[name]
+            for params in cls.grid:
+                model = cls(**params)
+                model.fit(reduced)
+                value = prepared.validate(model.score)
+                if best_wide is None or value > best_wide[0]:
+                    best_wide = (value, model, name, params)
+        assert best_wide is not None
+        wide_val, wide, wide_name, wide_params = best_wide
+        choices["wide"] = {"model": wide_name, "params": wide_params, "val": wide_val}
+        log.info("memorisation term: %s %s (val %.4f)", wide_name, wide_params, wide_val)
+
+        # deep: the transfer two-tower on the reduced data
+        deep = self.deep_class()
+        deep.fit(reduced)
+        self.deep, self.wide = deep, wide
+        self.history = list(deep.history)
+        self.examples_per_second = getattr(deep, "examples_per_second", None)
+        deep_val = prepared.validate(deep.score)
+        choices["deep"] = {"val": deep_val}
+
+        popularity = np.asarray(reduced.m.target.sum(axis=0)).ravel().astype(np.float64)
+        history = np.asarray(m.source.getnnz(axis=1))
+        signals = Signals(deep, wide, reduced.m.target, popularity, history)
+        self.signals = signals
+
+        # fusion: weight on validation
+        best: tuple[float, str, dict[str, Any]] = (deep_val if "deep" in spec.stages else -np.inf, "deep", {})
+        if "wide" in spec.stages and wide_val > best[0]:
+            best = (wide_val, "wide", {})
+        if "fusion" in spec.stages:
+            fusion = {w: prepared.validate(lambda rows, w=w: self._fused_scores(rows, w)) for w in spec.fusion_weights}
+            choices["fusion"] = {str(k): v for k, v in fusion.items()}
+            signals.fusion_weight = max(fusion, key=fusion.__getitem__)  # also orders items outside the lists
+            if fusion[signals.fusion_weight] > best[0]:
+                best = (fusion[signals.fusion_weight], "fusion", {"weight": signals.fusion_weight})
+
+        # ranking stage: per candidate size, trained on pseudo cold-start users
+        self.rankers: dict[int, Any] = {}
+        if "ranker" in spec.stages and reduced.m.truth[PSEUDO_COLD].nnz:
+            truth = reduced.m.truth[PSEUDO_COLD]
+            ranker_choices = {}
+            for n in spec.candidates:
+                train_lists = signals.lists(pseudo_rows, n)
+                labels = labels_of(train_lists, truth[pseudo_rows])
+                ranker, value, epochs = self._train_ranker(spec, train_lists, labels, n, prepared)
+                if ranker is None:
+                    continue
+                self.rankers[n] = ranker
+                ranker_choices[str(n)] = {"val": value, "epochs": epochs, "train_users": int(labels.any(1).sum())}
+                if value > best[0]:
+                    best = (value, "ranker", {"candidates": n})
+            choices["ranker"] = ranker_choices
+        self.stage, self.stage_params = best[1], best[2]
+        choices["chosen"] = {"stage": self.stage, **self.stage_params, "val": best[0]}
+        self.choices = choices
+        log.info("transfer: final scorer %s %s (val %.4f)", self.stage, self.stage_params, best[0])
+
+    def _fused_scores(self, rows: np.ndarray, weight: float) -> np.ndarray:
+        deep, wide = self.signals.scores(rows)
+        return np.where(np.isfinite(deep), self.signals.fused(deep, wide, weight), -1e9)
+
+    def _train_ranker(
+        self, spec: RankerSpec, lists: Lists, labels: np.ndarray, n: int, prepared: PreparedSeed
+    ) -> tuple[Any, float, int]:
+        from tfrec_xcat.models.ranker import ListwiseRanker, fit_listwise
+
+        keep = labels.any(axis=1)  # lists without a held-out item carry no listwise signal
+        if not keep.any():
+            return None, -np.inf, 0
+        ranker = ListwiseRanker(spec.hidden, n_features=len(FEATURES), seed=prepared.seed)
+
+        def validate() -> float:
+            return prepared.validate(lambda rows: self._ranked_scores(rows, ranker, n))
+
+        value, epochs = fit_listwise(
+            ranker,
+            lists.features[keep],
+            labels[keep],
+            lists.mask[keep],
+            epochs=spec.epochs,
+            patience=spec.patience,
+            learning_rate=spec.learning_rate,
+            validate=validate,
+            seed=prepared.seed,
+        )
+        return ranker, value, epochs
+
+    def _ranked_scores(self, rows: np.ndarray, ranker: Any, n: int) -> np.ndarray:
+        lists = self.signals.lists(rows, n)
+        logits = ranker.predict_lists(lists.features)
+        scores = np.where(np.isfinite(lists.fallback), lists.fallback - 1e4, -1e9)
+        user = np.broadcast_to(np.arange(len(rows))[:, None], lists.columns.shape)
+        scores[user[lists.mask], lists.columns[lists.mask]] = logits[lists.mask]
+        return scores
+
+    def ablations(self) -> dict[str, Any]:
+        """A scorer per part, for the report's ablation table (each part as fitted inside this model)."""
+        parts: dict[str, Any] = {"deep": self.deep.score, "wide": self.wide.score}
+        if "fusion" in self.choices:
+            parts["fusion"] = lambda rows: self._fused_scores(rows, self.signals.fusion_weight)
+        if self.rankers:
+            n = int(max(self.choices["ranker"].items(), key=lambda kv: kv[1]["val"])[0])
+            parts["ranker"] = lambda rows: self._ranked_scores(rows, self.rankers[n], n)
+        return parts
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        if self.stage == "deep":
+            return self.deep.score(rows)
+        if self.stage == "wide":
+            return self.wide.score(rows)
+        if self.stage == "fusion":
+            return self._fused_scores(rows, self.signals.fusion_weight)
+        n = self.stage_params["candidates"]
+        return self._ranked_scores(rows, self.rankers[n], n)
+
+    def predict_ratings(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The deep model's rating head (the ranking stage orders items; it does not predict stars)."""
+        return self.deep.predict_ratings(rows, cols)
