@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from tfrec_xcat.baselines.cooccurrence import Cooccurrence
 from tfrec_xcat.baselines.itemknn import ItemKnn
 from tfrec_xcat.baselines.rp3beta import Rp3Beta
-from tfrec_xcat.baselines.sparse import top_k_per_row
 from tfrec_xcat.config import load_config
 from tfrec_xcat.evaluation.bootstrap import paired_bootstrap
+from tfrec_xcat.features.memorisation import cooccurrence_counts, memorisation_scores
+from tfrec_xcat.features.sparse import top_k_per_row
 from tfrec_xcat.pipeline import PreparedSeed, prepare_seed
 from tfrec_xcat.training.hybrid import PSEUDO_COLD, Transfer, pseudo_cold_split
 
@@ -146,3 +147,53 @@ def test_ranker_never_sees_validation_or_test_users(ctx: PreparedSeed, monkeypat
     assert set(model.ablations()) >= {"deep", "wide", "fusion", "ranker"}
     scores = model.score(ctx.m.segment_users["cold_start_test"][:7])
     assert scores.shape == (7, len(ctx.m.target_items)) and np.isfinite(scores).all()
+
+
+# ----------------------------------------------------------------------------------------- memorisation
+def test_memorisation_leaves_each_user_out(ctx: PreparedSeed) -> None:
+    """A training user's score for their own target item counts every OTHER overlap user, never themselves."""
+    m = ctx.m
+    counts = cooccurrence_counts(m)
+    scores = memorisation_scores(m, counts, per_user=10**6).toarray()
+    both = m.overlap_rows()
+    s, t = m.source.toarray(), m.target.toarray()
+    for row in both[:25]:
+        others = both[both != row]
+        expected = s[row] @ (s[others].T @ t[others])
+        np.testing.assert_allclose(scores[row], expected, atol=1e-4)
+    cold = ctx.m.segment_users["cold_start_val"][:10]  # not in C: the plain sum over their source items
+    np.testing.assert_allclose(scores[cold], s[cold] @ (s[both].T @ t[both]), atol=1e-4)
+
+
+def test_memorisation_keeps_the_largest_per_user(ctx: PreparedSeed) -> None:
+    full = memorisation_scores(ctx.m, cooccurrence_counts(ctx.m), per_user=10**6).toarray()
+    kept = memorisation_scores(ctx.m, cooccurrence_counts(ctx.m), per_user=3).toarray()
+    assert (np.count_nonzero(kept, axis=1) <= 3).all()
+    for row in np.flatnonzero(np.count_nonzero(full, axis=1) > 3)[:20]:
+        assert np.sort(kept[row][kept[row] > 0])[::-1].tolist() == np.sort(full[row])[::-1][:3].tolist()
+
+
+def test_wide_and_deep_scores_in_graph_equal_numpy(ctx: PreparedSeed) -> None:
+    """The hash-table lookup the model trains with gives the scores the evaluator (and export) use."""
+    import tensorflow as tf
+
+    from tfrec_xcat.training.variants import TransferWideDeep
+
+    model = TransferWideDeep()
+    model.fit(ctx.in_workdir("wide-deep"))
+    xcat = model.model
+    rows = ctx.m.segment_users["cold_start_test"][:6]
+    dense = model.score(rows)
+    users = tf.constant(rows + 1, tf.int32)
+    target = xcat.target_items
+    graph = (
+        tf.matmul(
+            xcat.query(users, tf.fill([len(rows)], xcat.target_category_index)),
+            xcat.embed_items(target),
+            transpose_b=True,
+        )
+        / xcat.spec.temperature
+        + xcat.memorisation(users, target)
+    ).numpy()
+    np.testing.assert_allclose(dense, graph, rtol=1e-4, atol=1e-4)
+    assert float(xcat.memorisation.alpha.numpy()) != 1.0  # learned, not left at its initial value

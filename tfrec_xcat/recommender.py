@@ -49,6 +49,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "emcdr": (BASELINE, "tfrec_xcat.training.emcdr:Emcdr"),
     "transfer": (TRANSFER, "tfrec_xcat.training.hybrid:Transfer"),
     "transfer_deep": (ABLATION, "tfrec_xcat.training.variants:TransferDeep"),
+    "transfer_wide_deep": (ABLATION, "tfrec_xcat.training.variants:TransferWideDeep"),
     "transfer_frozen": (ABLATION, "tfrec_xcat.training.variants:TransferFrozen"),
     "transfer_partial": (ABLATION, "tfrec_xcat.training.variants:TransferPartial"),
     "transfer_joint": (ABLATION, "tfrec_xcat.training.variants:TransferJoint"),

@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from tfrec_xcat.baselines.base import MatrixBaseline
-from tfrec_xcat.baselines.sparse import popularity_tiebreak, top_k_per_row
+from tfrec_xcat.baselines.sparse import popularity_tiebreak
+from tfrec_xcat.features.sparse import top_k_per_row
 from tfrec_xcat.pipeline import PreparedSeed
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from tfrec_xcat.data.dataset import ShopData
 from tfrec_xcat.data.split import ColdStartSplit
@@ -41,6 +42,8 @@ class FeatureSpace:
     source: str
     target: str
     item_popularity: np.ndarray | None = None  # (n_items + 1,) training interactions per item
+    # (n_users + 1, n_target_items) leave-one-out co-occurrence scores (features.memorisation), when used
+    memorisation: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:

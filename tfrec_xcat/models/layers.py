@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -49,3 +50,27 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Mean over axis 1 of ``values`` (B, T, D) where ``mask`` (B, T) is true; zeros where nothing is."""
     m = tf.cast(mask, values.dtype)[..., None]
     return tf.reduce_sum(values * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+
+
+class Memorisation(tf_keras.layers.Layer):
+    """The wide part of a wide & deep retrieval score: ``alpha · log(1 + c(u, i)) + prior(i)``.
+
+    ``c(u, i)`` is a user's co-occurrence score for a target item (:mod:`tfrec_xcat.features.memorisation`),
+    looked up in a stock hash table keyed by ``user · stride + item``; ``alpha`` and the per-item prior are
+    learned with the towers. Items without a score (and every non-target item) get ``c = 0``.
+    """
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, n_items: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.stride = n_items + 1
+        init = tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, tf.int64), tf.constant(np.log1p(values).astype(np.float32), tf.float32)
+        )
+        self.table = tf.lookup.StaticHashTable(init, default_value=0.0)
+        self.alpha = self.add_weight(name="alpha", shape=(), initializer=tf_keras.initializers.Constant(1.0))
+        self.prior = tf_keras.layers.Embedding(self.stride, 1, embeddings_initializer="zeros", name="item_prior")
+
+    def call(self, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        """(B,) users × (C,) items → (B, C) wide scores."""
+        keys = tf.cast(users, tf.int64)[:, None] * self.stride + tf.cast(items, tf.int64)[None, :]
+        return self.alpha * self.table.lookup(keys) + tf.transpose(self.prior(tf.cast(items, tf.int32)))

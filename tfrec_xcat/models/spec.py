@@ -30,6 +30,10 @@ class ModelSpec:
     grl_lambda_max: float = 1.0
     grl_schedule: str = "dann"  # "constant" or "dann": 2/(1+exp(-10p))-1
     grl_on_users: bool = False
+    # memorisation (wide) term: score += alpha · log(1 + co-occurrence of the user's source items with the item)
+    # + a learned item prior, trained jointly with the towers (the hybrid ``transfer`` turns it on)
+    memorisation: bool = False
+    memorisation_per_user: int = 1000  # largest co-occurrence scores kept per user
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras
 
 from tfrec_xcat.features.space import FeatureSpace
-from tfrec_xcat.models.layers import GradientReversal, grl_lambda
+from tfrec_xcat.models.layers import GradientReversal, Memorisation, grl_lambda
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.towers import ItemFeatures, ItemTower, UserTower
 
@@ -72,6 +73,18 @@ class XcatModel(tfrs.Model):
             else None
         )
         self.domain_accuracy = tf_keras.metrics.BinaryAccuracy(threshold=0.0, name="domain_accuracy")
+        # wide & deep: a learned co-occurrence term + item prior added to the towers' logits
+        self.memorisation = None
+        self.memorisation_rows: sp.csr_matrix | None = None
+        if spec.memorisation:
+            if space.memorisation is None:
+                raise ValueError("ModelSpec.memorisation is on but the feature space has no memorisation scores")
+            target_items = space.items_of(space.target)
+            coo = space.memorisation.tocoo()
+            keys = coo.row.astype(np.int64) * (space.n_items + 1) + target_items[coo.col].astype(np.int64)
+            self.memorisation = Memorisation(keys, coo.data, space.n_items, name="memorisation")
+            self.memorisation_rows = space.memorisation.tocsr()
+            self.retrieval_loss = tf_keras.losses.CategoricalCrossentropy(from_logits=True, reduction=sum_)
 
     def build_variables(self) -> None:
         """Create every weight by running each sub-network once (no task metrics are touched, so this is safe
@@ -79,6 +92,8 @@ class XcatModel(tfrs.Model):
         users = tf.constant([1, 1], tf.int32)
         query = self.query(users, tf.fill([2], self.target_category_index))
         items = self.embed_items(tf.constant([1, 1], tf.int32))
+        if self.memorisation is not None:
+            self.memorisation(users, tf.constant([1, 1], tf.int32))
         self.ranking_head(tf.concat([query, items, query * items], axis=-1))
         if self.discriminator is not None:
             self.discriminator(items)
@@ -119,13 +134,23 @@ class XcatModel(tfrs.Model):
         candidates = self.embed_items(items, training=training)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         per_example = 1.0 / (tf.cast(tf.shape(items)[0], tf.float32) * replicas)
-        loss = per_example * self.retrieval(
-            query,
-            candidates,
-            candidate_sampling_probability=features.get("sampling_probability") if self.spec.logq_correction else None,
-            candidate_ids=tf.cast(items, tf.int32),
-            compute_metrics=not training,
-        )
+        probability = features.get("sampling_probability") if self.spec.logq_correction else None
+        if self.memorisation is None:
+            loss = per_example * self.retrieval(
+                query,
+                candidates,
+                candidate_sampling_probability=probability,
+                candidate_ids=tf.cast(items, tf.int32),
+                compute_metrics=not training,
+            )
+        else:  # the same in-batch softmax, with the wide term added to every (user, candidate) logit
+            logits = tf.matmul(query, candidates, transpose_b=True) / self.spec.temperature
+            logits += self.memorisation(users, items)
+            labels = tf.eye(tf.shape(logits)[0], tf.shape(logits)[1])
+            if probability is not None:  # log-Q correction on the training logits only
+                logits = tfrs.layers.loss.SamplingProbablityCorrection()(logits, probability)
+            logits = tfrs.layers.loss.RemoveAccidentalHits()(labels, logits, tf.cast(items, tf.int32))
+            loss = per_example * self.retrieval_loss(labels, logits)
         if self.spec.ranking_weight > 0:
             negatives = tf.roll(candidates, shift=1, axis=0)
             pos = self.ranking_logits(query, candidates)
@@ -162,10 +187,23 @@ class XcatModel(tfrs.Model):
         (``items``: the target item vectors, when already computed)."""
         items = self.target_item_vectors() if items is None else items
 
-        def scores(rows: np.ndarray) -> np.ndarray:
-            return self.user_vectors(np.asarray(rows, dtype=np.int32) + 1) @ items.T
+        if self.memorisation is None:
 
-        return scores
+            def scores(rows: np.ndarray) -> np.ndarray:
+                return self.user_vectors(np.asarray(rows, dtype=np.int32) + 1) @ items.T
+
+            return scores
+        alpha = float(self.memorisation.alpha.numpy())
+        prior = self.memorisation.prior.embeddings.numpy()[self.target_items.numpy(), 0]
+        memo = self.memorisation_rows
+
+        def wide_and_deep(rows: np.ndarray) -> np.ndarray:
+            users = np.asarray(rows, dtype=np.int32) + 1
+            wide = memo[users].toarray()
+            np.log1p(wide, out=wide)
+            return self.user_vectors(users) @ items.T / self.spec.temperature + alpha * wide + prior
+
+        return wide_and_deep
 
     def user_vectors(self, users: np.ndarray, batch: int = 2048) -> np.ndarray:
         """Target queries of users (model indices) from their full training history."""

@@ -168,7 +168,7 @@ class Signals:
             ],
             axis=-1,
         ).astype(np.float32)
-        return Lists(both, feats, mask, self.fused(deep, wide, self.fusion_weight))
+        return Lists(both, feats, mask, self.fused(deep, wide, self.fusion_weight).astype(np.float32))
 
 
 def labels_of(lists: Lists, truth: sp.csr_matrix) -> np.ndarray:
@@ -263,8 +263,10 @@ class Transfer(Recommender):
             return None, -np.inf, 0
         ranker = ListwiseRanker(spec.hidden, n_features=len(FEATURES), seed=prepared.seed)
 
+        cache: dict[bytes, Lists] = {}  # validation users' lists do not change while the ranker trains
+
         def validate() -> float:
-            return prepared.validate(lambda rows: self._ranked_scores(rows, ranker, n))
+            return prepared.validate(lambda rows: self._ranked_scores(rows, ranker, n, cache))
 
         value, epochs = fit_listwise(
             ranker,
@@ -279,8 +281,16 @@ class Transfer(Recommender):
         )
         return ranker, value, epochs
 
-    def _ranked_scores(self, rows: np.ndarray, ranker: Any, n: int) -> np.ndarray:
-        lists = self.signals.lists(rows, n)
+    def _ranked_scores(
+        self, rows: np.ndarray, ranker: Any, n: int, cache: dict[bytes, Lists] | None = None
+    ) -> np.ndarray:
+        key = np.asarray(rows).tobytes()
+        if cache is not None and key in cache:
+            lists = cache[key]
+        else:
+            lists = self.signals.lists(rows, n)
+            if cache is not None:
+                cache[key] = lists
         logits = ranker.predict_lists(lists.features)
         scores = np.where(np.isfinite(lists.fallback), lists.fallback - 1e4, -1e9)
         user = np.broadcast_to(np.arange(len(rows))[:, None], lists.columns.shape)
