@@ -160,8 +160,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from tfrec_xcat.api import load_data
-    from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users
+    from tfrec_xcat.scoring.batch import check_settings, load_retrieval, read_users, score_users
 
+    check_settings(args.k, args.block)
     data = load_data(_config(args))
     users, unknown = read_users(args.users, data)
     if unknown:
