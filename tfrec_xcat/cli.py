@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tfrec_xcat.errors import XcatError
@@ -83,14 +84,63 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tfrec_xcat.experiment import run_experiment
     from tfrec_xcat.report import verdict
 
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    seeds = _seeds(args.seeds) if args.seeds else None
     base = _config(args)
     config = load_config(args.config, {**{"data": base.to_dict()["data"]}, "run": {"seeds": seeds}})
     models = args.models.split(",") if args.models else None
-    metrics = run_experiment(config, args.out, models, progress=not args.quiet)
+    out = Path(args.out)
+    created = not out.exists()
+    try:
+        metrics = run_experiment(config, args.out, models, progress=not args.quiet)
+    except BaseException:
+        if created:
+            _remove_empty(out)  # a run that failed before writing anything leaves no empty --out behind
+        raise
     print(verdict(metrics).replace("**", ""))
     print(f"wrote {args.out}/metrics.json, report.md, report.html")
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` as integers; one clear line for anything else."""
+    seeds = []
+    for part in text.split(","):
+        try:
+            seeds.append(int(part.strip()))
+        except ValueError:
+            raise XcatError(f"--seeds: {part.strip()!r} is not an integer (expected e.g. --seeds 0,1,2)") from None
+    return seeds
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` and its subfolders if no file is in them."""
+    if not folder.is_dir() or any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    folder.rmdir()
+
+
+def _check_port_free(host: str, port: int, flag: str) -> None:
+    """One clear line, naming the flag, when ``host:port`` cannot be listened on (busy, or not allowed)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise XcatError(f"{flag} {port}: not a port number (0-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise XcatError(f"--host {host}: cannot resolve: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise XcatError(
+                f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}; is another server running there? "
+                f"choose another port with {flag}"
+            ) from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -106,7 +156,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from tfrec_xcat.serving.server import serve
 
-    serve(args.models, args.host, args.rest_port, args.grpc_port, args.poll_seconds)
+    _check_port_free(args.host, args.rest_port, "--rest-port")
+    _check_port_free(args.host, args.grpc_port, "--grpc-port")
+    try:
+        serve(args.models, args.host, args.rest_port, args.grpc_port, args.poll_seconds)
+    except OSError as exc:  # a port taken between the check and the bind; gRPC's bind failure is an OSError too
+        raise XcatError(
+            f"cannot serve on {args.host} (--rest-port {args.rest_port}, --grpc-port {args.grpc_port}): "
+            f"{exc.strerror or exc}"
+        ) from None
+    except RuntimeError as exc:  # grpcio raises RuntimeError("Failed to bind ...") in some versions
+        if "bind" not in str(exc).lower():
+            raise
+        raise XcatError(f"cannot serve on {args.host} (--grpc-port {args.grpc_port}): {exc}") from None
     return 0
 
 
@@ -122,14 +184,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise XcatError(f"--server: {exc}") from None
     history = [h for h in (args.history or "").split(",") if h] or [""]
     deadline = time.monotonic() + args.wait
+    said = False
     while True:
         try:
             reply = client.predict("xcat_retrieval", [{"user_id": args.user, "history": history, "k": args.k}])
             break
         except (OSError, HTTPException, ServingError) as exc:
             if time.monotonic() > deadline:
-                print(f"{PROG}: error: no answer from {args.server}: {exc}", file=sys.stderr)
-                return 2
+                raise XcatError(f"no answer from {args.server} within --wait {args.wait:g} s: {exc}") from None
+            if not said:
+                print(f"waiting up to {args.wait:g} s for {args.server} to answer ({exc})", file=sys.stderr, flush=True)
+                said = True
             time.sleep(0.5)
     row = reply["predictions"][0]
     how = "popularity (unknown user, no usable history)" if row["popularity_fallback"] else "the model"
@@ -243,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, help="user id (may be unknown)")
     p.add_argument("--history", help="comma-separated recent item ids, oldest first")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server to answer")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer (default 10)")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("tune", help="KerasTuner search on cold-start validation NDCG@10; resumable")
