@@ -113,6 +113,32 @@ def test_gzip_reads_the_same_records(pieces: list[tuple], _unused: bool) -> None
     assert _records(gzip.compress(data), ".csv.gz", width=3) == _records(data, width=3)
 
 
+JSON_PIECE = st.one_of(
+    st.dictionaries(st.sampled_from(["user_id", "é", 'q"']), st.text(max_size=4), max_size=2).map(
+        lambda d: json.dumps(d, ensure_ascii=False).encode()
+    ),
+    st.sampled_from([b"{broken", b"[1, 2]", b"", b"   ", b'{"a": "caf\xe9"}', b"\xff", b"{'py': 1}"]),
+)
+
+
+@SETTINGS
+@given(st.lists(JSON_PIECE, max_size=25), st.sampled_from([b"\n", b"\r\n"]))
+def test_json_lines_every_line_is_read_or_reported(pieces: list[bytes], newline: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.jsonl"
+        path.write_bytes(b"".join(p + newline for p in pieces))
+        records = list(iter_json_lines(path))
+    blank = {i for i, p in enumerate(pieces, start=1) if not p.strip()}
+    assert [r.line for r in records] == [i for i in range(1, len(pieces) + 1) if i not in blank]
+    for r, piece in zip(records, [p for p in pieces if p.strip()], strict=True):
+        try:
+            piece.decode("utf-8")
+        except UnicodeDecodeError:
+            assert r.kind == "bad_encoding"
+        else:
+            assert r.kind in ("", "malformed_line") and (r.value is None) == (r.kind != "")
+
+
 def _neutral(tmp_path: Path, interactions: bytes, items: bytes | None = None) -> Path:
     (tmp_path / "interactions.csv").write_bytes(interactions)
     (tmp_path / "items.csv").write_bytes(items or b"item_id,category,title\ni1,Food,Tea\ni2,Food,Pan\n")
