@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -25,21 +26,23 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 HEADER = "user_id,item_id,category,note\n"
 
 # ------------------------------------------------------------------------------------- structure strategies
-CHARS = st.sampled_from(['"', ",", "\n", "\r\n", " ", "a", "b", "é", "12", "'", "\t", "x y"])
+CHARS = st.sampled_from(['"', ",", "\n", "\r\n", "\r", " ", "a", "b", "é", "12", "'", "\t", "x y"])
 FIELD = st.lists(CHARS, max_size=5).map("".join)
 ROW = st.lists(FIELD, min_size=3, max_size=3)
 
 
 def _csv_line(fields: list[str], terminator: str) -> bytes:
     out = io.StringIO()
-    csv.writer(out, lineterminator=terminator).writerow(fields)
-    return out.getvalue().encode()
+    # with "\r\n" as its terminator csv.writer quotes every field holding \r or \n (with "\n" it leaves a
+    # lone \r unquoted: a line end to any reader); then the chosen terminator replaces it
+    csv.writer(out, lineterminator="\r\n").writerow(fields)
+    return (out.getvalue()[:-2] + terminator).encode()
 
 
 # A physical piece of a file: a properly quoted row, a raw row with inch marks, a stray opening quote,
 # an undecodable line, a blank line.
 PIECE = st.one_of(
-    st.tuples(st.just("row"), ROW, st.sampled_from(["\n", "\r\n"])),
+    st.tuples(st.just("row"), ROW, st.sampled_from(["\n", "\r\n", "\r"])),
     st.tuples(
         st.just("inch"), st.lists(st.sampled_from(['12" pan', 'a"b"c', "5'2\"", "plain"]), min_size=3, max_size=3)
     ),
@@ -65,8 +68,10 @@ def _render(pieces: list[tuple]) -> tuple[bytes, list[tuple[int, int, list[str] 
             raw, fields = piece[1] + b"\n", None
         else:
             raw, fields = (piece[1] + "\n").encode(), [piece[1]]
-        # csv.writer's \r\n inside a quoted field is a line break too: count physical lines by \n
-        n = raw.count(b"\n")
+            if data.endswith(b"\r"):  # a lone \r then \n would be one \r\n line end: keep the blank line apart
+                raw, fields = b" " + raw, [" " + piece[1]]
+        # a line ends with \n, \r\n or a lone \r, inside a quoted field too
+        n = len(re.findall(rb"\r\n|\r|\n", raw))
         expected.append((line, line + n - 1, fields, kind))
         data += raw
         line += n
@@ -230,3 +235,10 @@ def test_duplicated_header_column_is_one_clear_error(tmp_path: Path) -> None:
     # a repeated column that is not read is harmless
     d = _neutral(tmp_path, b"user_id,item_id,category,note,note\nu1,i1,Food,a,b\n")
     assert len(load_shop(d, log_problems=False).interactions) == 1
+
+
+def test_old_mac_line_ends(tmp_path: Path) -> None:
+    """A lone \\r ends a line, as in Python's text mode: reading bytes must not join such a file into one line."""
+    inter = b"user_id,item_id,category\r" + b"".join(f"u{n},i1,Food\r".encode() for n in range(20))
+    shop = load_shop(_neutral(tmp_path, inter, b"item_id,category,title\r\ni1,Food,Tea\r\n"), log_problems=False)
+    assert len(shop.interactions) == 20 and shop.report.total() == 0

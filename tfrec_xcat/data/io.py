@@ -11,6 +11,7 @@ import ast
 import csv
 import gzip
 import json
+import re
 import sys
 import zlib
 from collections import deque
@@ -52,8 +53,13 @@ def open_binary(path: Path) -> IO[bytes]:
         raise DataError(f"{path}: cannot open: {exc.strerror or exc}") from None
 
 
+#: A lone carriage return also ends a line (old Mac files; Python's text mode and ``csv`` do the same).
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
-    """Yield ``(line, text, error)`` for every physical line; ``text`` is None when the line is not UTF-8.
+    """Yield ``(line, text, error)`` for every physical line (ended by ``\\n``, ``\\r\\n`` or a lone ``\\r``);
+    ``text`` is None when the line is not UTF-8.
 
     A UTF-8 byte-order mark at the start of the file is dropped. Gzip corruption ends the file with a
     DataError naming it and the last good line.
@@ -68,14 +74,17 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
                 raise DataError(f"{path}: unreadable after line {number}: {exc}") from None
             if raw is None:
                 return
-            number += 1
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            if number == 0 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
-            try:
-                yield number, raw.decode("utf-8"), ""
-            except UnicodeDecodeError as exc:
-                bad = raw[exc.start : exc.end]
-                yield number, None, f"not valid UTF-8: byte(s) {bad!r} at column {exc.start + 1}"
+            body = raw[:-2] if raw.endswith(b"\r\n") else raw  # CRLF files: no split needed (the usual case)
+            pieces = [p for p in _LONE_CR.split(raw) if p] if b"\r" in body else [raw]
+            for piece in pieces:
+                number += 1
+                try:
+                    yield number, piece.decode("utf-8"), ""
+                except UnicodeDecodeError as exc:
+                    bad = piece[exc.start : exc.end]
+                    yield number, None, f"not valid UTF-8: byte(s) {bad!r} at column {exc.start + 1}"
 
 
 def find_file(directory: Path, stems: list[str], suffixes: tuple[str, ...], *, required: bool) -> Path | None:
