@@ -168,3 +168,13 @@ def test_score_with_scann_reports_its_recall(setup, tmp_path: Path) -> None:
     assert set(got.user_id) == set(users)
     overlap = len(got.merge(want, on=["user_id", "item_id"])) / len(want)
     assert overlap >= 0.9
+
+
+def test_non_ascii_user_ids_with_the_real_model(setup, tmp_path: Path) -> None:
+    """Issue 15 item 12: numpy's astype(bytes) is ASCII only; ids go to the model as UTF-8."""
+    retrieval, data = setup
+    known = np.sort(data.interactions.user_id.unique())[:3]
+    users = np.array([*known, "Zoë", "用户"], dtype=object)
+    manifest = score_users(retrieval, data, users, tmp_path, k=5, progress=False)
+    frame = pd.read_parquet(tmp_path)
+    assert manifest["rows"] == 25 and set(frame.user_id) == set(users)

@@ -11,47 +11,19 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 from tfrec_xcat.errors import XcatError
+from tfrec_xcat.options import add_data_options, config_from_args
 
 PROG = "tfrec-xcat"
-
-
-def _data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML config file (command-line flags override it)")
-    parser.add_argument("--data", help="data directory (default: the synthetic embedded shop)")
-    parser.add_argument("--format", dest="data_format", help="auto, neutral, amazon2023, amazon2018, amazon2014")
-    parser.add_argument("--source", help="source category (the one the shop knows its users in)")
-    parser.add_argument("--target", help="target category (the one to recommend in)")
-    parser.add_argument("--text-columns", help="comma-separated item text columns (default: all)")
-    parser.add_argument("--max-bad-fraction", type=float, help="bad rows allowed per file (default 0.001)")
-
-
-def _config(args: argparse.Namespace) -> Any:
-    from tfrec_xcat.config import load_config
-
-    text = args.text_columns.split(",") if getattr(args, "text_columns", None) else None
-    return load_config(
-        args.config,
-        {
-            "data": {
-                "path": args.data,
-                "format": args.data_format,
-                "source": args.source,
-                "target": args.target,
-                "text_columns": text,
-                "max_bad_fraction": args.max_bad_fraction,
-            }
-        },
-    )
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     from tfrec_xcat.api import inspect_data
     from tfrec_xcat.data.inspect import format_inspection
 
-    info = inspect_data(_config(args), seed=args.seed)
+    info = inspect_data(config_from_args(args), seed=args.seed)
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))
     if args.strict and any(info["bad_rows"].values()):
         print(f"{PROG}: error: --strict: the data has bad rows (listed above)", file=sys.stderr)
@@ -72,7 +44,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from tfrec_xcat.api import prepare_tfds
 
-    builders = prepare_tfds(_config(args), seed=args.seed, cache=args.cache)
+    builders = prepare_tfds(config_from_args(args), seed=args.seed, cache=args.cache)
     for table, builder in builders.items():
         splits = ", ".join(f"{name} {info.num_examples:,}" for name, info in builder.info.splits.items())
         print(f"{table}: {builder.data_dir} ({splits})")
@@ -84,11 +56,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tfrec_xcat.config import load_config
     from tfrec_xcat.report import verdict
 
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    base = _config(args)
+    seeds = _seeds(args.seeds) if args.seeds else None
+    base = config_from_args(args)
     config = load_config(args.config, {**{"data": base.to_dict()["data"]}, "run": {"seeds": seeds}})
     models = args.models.split(",") if args.models else None
-    metrics = run(config, args.out, models, progress=not args.quiet)
+    out = Path(args.out)
+    created = not out.exists()
+    try:
+        metrics = run(config, args.out, models, progress=not args.quiet)
+    except BaseException:
+        if created:
+            _remove_empty(out)  # a run that failed before writing anything leaves no empty --out behind
+        raise
     print(verdict(metrics).replace("**", ""))
     print(f"wrote {args.out}/metrics.json, report.md, report.html")
     return 0
@@ -97,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tfrec_xcat.api import train
 
-    metrics = train(_config(args), args.out)
+    metrics = train(config_from_args(args), args.out)
     result = metrics["models"]["transfer"]
     print(
         f"cold-start val NDCG@10 {result['cold_start_val']['ndcg@10']:.4f}, "
@@ -105,6 +84,48 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result['examples_per_second']:,.0f} examples/s; wrote {args.out}"
     )
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` as integers; one clear line for anything else."""
+    seeds = []
+    for part in text.split(","):
+        try:
+            seeds.append(int(part.strip()))
+        except ValueError:
+            raise XcatError(f"--seeds: {part.strip()!r} is not an integer (expected e.g. --seeds 0,1,2)") from None
+    return seeds
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` and its subfolders if no file is in them."""
+    if not folder.is_dir() or any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        return
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    folder.rmdir()
+
+
+def _check_port_free(host: str, port: int, flag: str) -> None:
+    """One clear line, naming the flag, when ``host:port`` cannot be listened on (busy, or not allowed)."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise XcatError(f"{flag} {port}: not a port number (0-65535)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise XcatError(f"--host {host}: cannot resolve: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise XcatError(
+                f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}; is another server running there? "
+                f"choose another port with {flag}"
+            ) from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -120,7 +141,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from tfrec_xcat.serving.server import serve
 
-    serve(args.models, args.host, args.rest_port, args.grpc_port, args.poll_seconds)
+    _check_port_free(args.host, args.rest_port, "--rest-port")
+    _check_port_free(args.host, args.grpc_port, "--grpc-port")
+    try:
+        serve(args.models, args.host, args.rest_port, args.grpc_port, args.poll_seconds)
+    except OSError as exc:  # a port taken between the check and the bind; gRPC's bind failure is an OSError too
+        raise XcatError(
+            f"cannot serve on {args.host} (--rest-port {args.rest_port}, --grpc-port {args.grpc_port}): "
+            f"{exc.strerror or exc}"
+        ) from None
+    except RuntimeError as exc:  # grpcio raises RuntimeError("Failed to bind ...") in some versions
+        if "bind" not in str(exc).lower():
+            raise
+        raise XcatError(f"cannot serve on {args.host} (--grpc-port {args.grpc_port}): {exc}") from None
     return 0
 
 
@@ -136,14 +169,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise XcatError(f"--server: {exc}") from None
     history = [h for h in (args.history or "").split(",") if h] or [""]
     deadline = time.monotonic() + args.wait
+    said = False
     while True:
         try:
             reply = client.predict("xcat_retrieval", [{"user_id": args.user, "history": history, "k": args.k}])
             break
         except (OSError, HTTPException, ServingError) as exc:
             if time.monotonic() > deadline:
-                print(f"{PROG}: error: no answer from {args.server}: {exc}", file=sys.stderr)
-                return 2
+                raise XcatError(f"no answer from {args.server} within --wait {args.wait:g} s: {exc}") from None
+            if not said:
+                print(f"waiting up to {args.wait:g} s for {args.server} to answer ({exc})", file=sys.stderr, flush=True)
+                said = True
             time.sleep(0.5)
     row = reply["predictions"][0]
     how = "popularity (unknown user, no usable history)" if row["popularity_fallback"] else "the model"
@@ -158,7 +194,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from tfrec_xcat.config import load_config
     from tfrec_xcat.tuning.tuner import OBJECTIVE
 
-    base = _config(args)
+    base = config_from_args(args)
     search = {"tuner": args.tuner, "max_trials": args.max_trials, "max_minutes": args.max_minutes}
     config = load_config(args.config, {"data": base.to_dict()["data"], "tune": search})
     summary = tune(config, args.out, overwrite=args.overwrite)
@@ -175,9 +211,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from tfrec_xcat.api import load_data
-    from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users
+    from tfrec_xcat.scoring.batch import check_settings, load_retrieval, read_users, score_users
 
-    data = load_data(_config(args))
+    check_settings(args.k, args.block)
+    data = load_data(config_from_args(args))
     users, unknown = read_users(args.users, data)
     if unknown:
         print(
@@ -214,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="data_command", required=True
     )
     p = data.add_parser("inspect", help="counts per category, overlap users, split sizes, bad rows")
-    _data_options(p)
+    add_data_options(p)
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--strict", action="store_true", help="exit 1 if any row was bad")
@@ -228,13 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_synth)
 
     p = data.add_parser("prepare", help="prepare TFDS TFRecord shards (cached by input content)")
-    _data_options(p)
+    add_data_options(p)
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     p.add_argument("--cache", help="cache directory (default: $TFREC_XCAT_CACHE or ~/.cache/tfrec-xcat)")
     p.set_defaults(func=cmd_data_prepare)
 
     p = sub.add_parser("train", help="train the configured transfer model; checkpoints, resume, TensorBoard")
-    _data_options(p)
+    add_data_options(p)
     p.add_argument("--out", required=True, help="run directory (re-running the same command resumes)")
     p.set_defaults(func=cmd_train)
 
@@ -256,11 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, help="user id (may be unknown)")
     p.add_argument("--history", help="comma-separated recent item ids, oldest first")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server to answer")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer (default 10)")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("tune", help="KerasTuner search on cold-start validation NDCG@10; resumable")
-    _data_options(p)
+    add_data_options(p)
     p.add_argument("--out", required=True, help="tune directory (re-running continues the search there)")
     p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], help="search algorithm")
     p.add_argument("--max-trials", type=int, help="number of trials (random, bayesian)")
@@ -269,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("score", help="offline top-k for many users from the exported xcat_retrieval (resumable)")
-    _data_options(p)
+    add_data_options(p)
     p.add_argument("--model", default="saved_models/xcat_retrieval", help="exported retrieval model folder")
     p.add_argument("--version", type=int, help="model version (default: the highest)")
     p.add_argument("--users", default="all", help="'all' or a file with one user id per line")
@@ -286,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")
-    _data_options(p)
+    add_data_options(p)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--seeds", help="comma-separated split seeds (default: [run] seeds of the config, or 0)")
     p.add_argument("--models", help="comma-separated models (default: all)")

@@ -24,6 +24,7 @@ from tfrec_xcat.models.ranking_spec import RankerSpec
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.training.spec import TrainSpec
 from tfrec_xcat.tuning.spec import TuneSpec
+from tfrec_xcat.validation import check_choice, check_each, check_number
 
 
 @dataclass
@@ -38,10 +39,10 @@ class DataConfig:
     max_bad_fraction: float = 0.001
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
-            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        check_choice("format", self.format, FORMATS)
+        check_number("max_bad_fraction", self.max_bad_fraction, ge=0, le=1)
+        if self.source is not None and self.source == self.target:
+            raise ValueError(f"source and target must be different categories, got {self.source!r} for both")
 
 
 @dataclass
@@ -55,6 +56,7 @@ class RunConfig:
             raise ValueError("seeds must list at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        check_each("seeds", self.seeds, ge=0, lt=2**32, integer=True)
 
 
 @dataclass
@@ -87,6 +89,12 @@ class Config:
         if self.data.path is None:
             return self.synthetic.categories[1]
         raise ConfigError("no target category: pass --target or set [data] target")
+
+    def __post_init__(self) -> None:
+        defaults = tuple(self.synthetic.categories[:2]) if self.data.path is None else (None, None)
+        source, target = self.data.source or defaults[0], self.data.target or defaults[1]
+        if source is not None and source == target:
+            raise ValueError(f"data: source and target must be different categories, got {source!r} for both")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tfrec_xcat.data.dataset import ShopData
-from tfrec_xcat.data.io import iter_csv, iter_json_lines
+from tfrec_xcat.data.io import is_blank, iter_csv, iter_json_lines
 from tfrec_xcat.data.problems import ReadReport
 from tfrec_xcat.data.rows import RowCollector
 from tfrec_xcat.errors import DataError
@@ -116,23 +116,25 @@ def _read_reviews(path: Path, category: str, layout: Layout, collector: RowColle
     cols: dict[str, list[Any]] = {k: [] for k in ("user_id", "item_id", "category", "rating", "timestamp")}
     rows = 0
     if layout is AMAZON_2014:
-        for line, fields, error in iter_csv(path):
-            if fields is not None and len(fields) <= 1 and not "".join(fields).strip():
+        for line, _end, fields, kind, error in iter_csv(path, width=4):
+            if fields is not None and is_blank(fields):
                 continue
             rows += 1
-            if fields is None or len(fields) != 4:
-                why = error or f"{len(fields or [])} fields where user,item,rating,timestamp has 4"
-                report.add("malformed_line", name, line, why)
+            if fields is None:
+                report.add(kind, name, line, error)
+                continue
+            if len(fields) != 4:
+                report.add("malformed_line", name, line, f"{len(fields)} fields where user,item,rating,timestamp has 4")
                 continue
             lines.append(line)
             for key, value in zip(("user_id", "item_id", "rating", "timestamp"), fields, strict=True):
                 cols[key].append(value)
             cols["category"].append(category)
     else:
-        for line, obj, error in iter_json_lines(path):
+        for line, _end, obj, kind, error in iter_json_lines(path):
             rows += 1
             if obj is None:
-                report.add("malformed_line", name, line, error)
+                report.add(kind, name, line, error)
                 continue
             lines.append(line)
             cols["user_id"].append(_scalar(obj.get(layout.user)))
@@ -156,10 +158,10 @@ def _read_meta(
     ids: list[Any] = []
     texts: dict[str, list[Any]] = {f: [] for f in fields}
     rows = 0
-    for line, obj, error in iter_json_lines(path):
+    for line, _end, obj, kind, error in iter_json_lines(path):
         rows += 1
         if obj is None:
-            report.add("malformed_line", name, line, error)
+            report.add(kind, name, line, error)
             continue
         lines.append(line)
         ids.append(_scalar(_first(obj, layout.meta_item)))

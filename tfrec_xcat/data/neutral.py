@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from tfrec_xcat.data.dataset import ShopData
-from tfrec_xcat.data.io import find_file, iter_csv
+from tfrec_xcat.data.io import find_file, is_blank, iter_csv
 from tfrec_xcat.data.problems import ReadReport
 from tfrec_xcat.data.rows import RowCollector
 from tfrec_xcat.errors import DataError
@@ -42,28 +42,34 @@ def _columns(
         except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
             raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
         header = table.column_names
+        _unique(path, header, wanted)
         keep = [c for c in header if wanted is None or c in wanted]
         report.add_rows(name, table.num_rows)
         return header, list(range(1, table.num_rows + 1)), {c: table.column(c).to_pylist() for c in keep}
 
-    records = iter_csv(path)
+    records = iter_csv(path, header=True)
     first = next(records, None)
-    if first is None or first[1] is None or not any(f.strip() for f in first[1]):
+    while first is not None and first.value is not None and is_blank(first.value):
+        first = next(records, None)  # blank lines before the header
+    if first is None:
         report.add("empty_file", name, 0, "no header line")
         return [], [], {}
-    header = [h.strip().lstrip("\ufeff") for h in first[1]]
+    if first.value is None:
+        raise DataError(f"{path}:{first.line}: the header line is unreadable: {first.error}")
+    header = [h.strip().lstrip("\ufeff") for h in first.value]
+    _unique(path, header, wanted)
     keep = [(i, c) for i, c in enumerate(header) if wanted is None or c in wanted]
     lines: list[int] = []
     columns: dict[str, list[Any]] = {c: [] for _, c in keep}
     appenders = [(i, columns[c].append) for i, c in keep]
     width = len(header)
     rows = 0
-    for line, fields, error in records:
+    for line, _end, fields, kind, error in records:
         if fields is None:
             rows += 1
-            report.add("malformed_line", name, line, error)
+            report.add(kind, name, line, error)
         elif len(fields) != width:
-            if len(fields) <= 1 and not "".join(fields).strip():
+            if is_blank(fields):
                 continue  # a blank line is not a row
             rows += 1
             report.add("malformed_line", name, line, f"{len(fields)} fields where the header has {width}")
@@ -74,6 +80,17 @@ def _columns(
                 append(fields[i])
     report.add_rows(name, rows)
     return header, lines, columns
+
+
+def _unique(path: Path, header: list[str], wanted: list[str] | None) -> None:
+    """A column that is read and named twice is ambiguous: a one-line error naming it and its positions."""
+    seen: dict[str, int] = {}
+    for i, column in enumerate(header, start=1):
+        if wanted is not None and column not in wanted:
+            continue
+        if column in seen:
+            raise DataError(f"{path}: the header names column {column!r} twice (columns {seen[column]} and {i})")
+        seen[column] = i
 
 
 def _require(path: Path, header: list[str], needed: tuple[str, ...]) -> None:

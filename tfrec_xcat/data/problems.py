@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 #: whose interactions are kept (the item gets empty text), and ``empty_file``, which concerns a whole file.
 KINDS: dict[str, str] = {
     "malformed_line": "line cannot be parsed (wrong number of fields, broken quoting or JSON)",
+    "bad_encoding": "line is not valid UTF-8 (it is not repaired: two different ids must not become one)",
     "missing_field": "a required field is absent or empty",
     "bad_rating": "rating is not a finite number",
-    "bad_timestamp": "timestamp is not an integer",
-    "bad_position": "position is not an integer",
+    "bad_timestamp": "timestamp is not an integer in the 64-bit range",
+    "bad_position": "position is not an integer in the 64-bit range",
     "duplicate": "(user, item) pair already seen; the first occurrence is kept",
     "duplicate_item": "item_id already described by an earlier metadata row; the first is kept",
     "item_without_metadata": "an interaction's item has no metadata row; kept with empty text",

@@ -8,6 +8,7 @@ Readers parse their own file formats and hand raw field values, with the file an
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,67 @@ def text_value(value: Any) -> str:
     if isinstance(value, Mapping):
         return " ".join(f"{k}: {text_value(v)}" for k, v in value.items())
     return " ".join(str(value).split())
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Floats (1.7e9, 1700000000.0) are taken as integers only up to here, where every integer is exact.
+EXACT_FLOAT = 2**53
+
+
+def integers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a column of integers exactly: returns ``(values as int64, bad mask)``.
+
+    Integer text (``"-12"``, ``" 1700000000 "``) and integer numbers are exact within the int64 range;
+    other numbers (``"1.7e9"``, 3.0) must be whole and at most 2**53 in size, so no value is rounded or wraps
+    (``1e300`` is bad, not INT64_MIN). Booleans, blanks and anything else are bad.
+    """
+    n = len(raw)
+    values = np.zeros(n, dtype=np.int64)
+    if raw.dtype.kind in "iu":
+        ok = (raw >= INT64_MIN).to_numpy() & (raw <= INT64_MAX).to_numpy()
+        values[ok] = raw.to_numpy()[ok]
+        return values, ~ok
+    if raw.dtype.kind == "f":
+        floats = raw.to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(floats) & (np.abs(floats) <= EXACT_FLOAT) & (floats == np.floor(floats))
+        values[ok] = floats[ok].astype(np.int64)
+        return values, ~ok
+    text = raw.astype(str).str.strip()
+    short = text.str.fullmatch(r"[+-]?[0-9]{1,18}").to_numpy(dtype=bool)  # fits int64: vectorised
+    if short.any():
+        values[short] = text[short].astype(np.int64).to_numpy()
+    ok = short.copy()
+    objects = raw.to_numpy(dtype=object)
+    for i in np.flatnonzero(~short):
+        value = objects[i]
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, str):
+            stripped = value.strip()
+            if _INTEGER_TEXT(stripped):
+                number: int | float = int(stripped)
+            elif "_" in stripped:  # float() would read "1_000" as 1000.0
+                continue
+            else:
+                try:
+                    number = float(stripped)
+                except ValueError:
+                    continue
+        elif isinstance(value, int | float | np.integer | np.floating):
+            number = value.item() if isinstance(value, np.generic) else value
+        else:
+            continue
+        if isinstance(number, float):
+            if not (math.isfinite(number) and abs(number) <= EXACT_FLOAT and number.is_integer()):
+                continue
+            number = int(number)
+        if INT64_MIN <= number <= INT64_MAX:
+            values[i], ok[i] = number, True
+    return values, ~ok
+
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+").fullmatch
 
 
 class RowCollector:
@@ -96,15 +158,16 @@ class RowCollector:
 
     def _numeric(self, frame: pd.DataFrame, name: str, kind: str, file: str, *, integer: bool) -> pd.DataFrame:
         frame["_value"] = frame[name]
-        raw = frame[name]
-        if raw.dtype == object:  # parse text (and reject JSON booleans, which would pass as 0/1)
-            raw = raw.astype(str).str.strip()
-        values = pd.to_numeric(raw, errors="coerce").astype(float)
-        bad = ~np.isfinite(values.to_numpy())
         if integer:
-            with np.errstate(invalid="ignore"):
-                bad |= values.to_numpy() != np.floor(values.to_numpy())
-        what = "an integer" if integer else "a number"
+            values, bad = integers(frame[name])
+            what = "an integer in the 64-bit range"
+        else:
+            raw = frame[name]
+            if raw.dtype == object:  # parse text (and reject JSON booleans, which would pass as 0/1)
+                raw = raw.astype(str).str.strip()
+            floats = pd.to_numeric(raw, errors="coerce").astype(float).to_numpy()
+            values, bad = floats, ~np.isfinite(floats)
+            what = "a number"
         frame = self._reject(
             frame,
             pd.Series(bad, index=frame.index),
@@ -112,7 +175,7 @@ class RowCollector:
             file,
             lambda v: f"{name} {str(v)[:40]!r} is not {what}",
         )
-        frame[name] = values.loc[frame.index].astype(np.int64 if integer else np.float64)
+        frame[name] = values[~bad]
         return frame
 
     # ------------------------------------------------------------------------------- interactions

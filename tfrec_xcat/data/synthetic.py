@@ -20,6 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tfrec_xcat.validation import check_each, check_number
+
+MAX_USERS = 100_000_000
+MAX_ITEMS = 10_000_000
+
 SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 
 
@@ -49,8 +54,23 @@ class SyntheticSpec:
             raise ValueError("items_per_category needs one number per category")
         if len(self.single_category_weights) != len(self.categories):
             raise ValueError("single_category_weights needs one number per category")
-        if self.scale <= 0 or self.n_users <= 0:
-            raise ValueError("scale and n_users must be positive")
+        check_number("seed", self.seed, ge=0, integer=True)
+        check_number("scale", self.scale, gt=0)
+        check_number("n_users", self.n_users, ge=1, integer=True)
+        if self.users > MAX_USERS:
+            raise ValueError(f"n_users * scale must be <= {MAX_USERS:,}, got {self.users:,}")
+        if len(set(self.categories)) != len(self.categories) or not all(c.strip() for c in self.categories):
+            raise ValueError(f"categories must be distinct, non-empty names, got {list(self.categories)}")
+        check_each("items_per_category", self.items_per_category, ge=1, le=MAX_ITEMS, integer=True)
+        check_number("n_clusters", self.n_clusters, ge=1, le=10_000, integer=True)
+        check_number("taste_concentration", self.taste_concentration, gt=0)
+        check_number("overlap_fraction", self.overlap_fraction, ge=0, le=1)
+        check_each("single_category_weights", self.single_category_weights, ge=0)
+        if not sum(self.single_category_weights) > 0:
+            raise ValueError("single_category_weights must not all be 0")
+        check_number("mean_interactions", self.mean_interactions, ge=1)  # a geometric distribution's mean
+        check_number("max_interactions", self.max_interactions, ge=1, integer=True)
+        check_number("noise", self.noise, ge=0, le=1)
 
     @property
     def users(self) -> int:

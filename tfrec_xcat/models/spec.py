@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tfrec_xcat.validation import MAX_SEQUENCE, MAX_VOCAB, MAX_WIDTH, check_choice, check_each, check_number
+
 POOLINGS = ("mean", "attention", "gru")
 
 
@@ -36,14 +38,20 @@ class ModelSpec:
     memorisation_per_user: int = 1000  # largest co-occurrence scores kept per user
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.grl_schedule not in ("constant", "dann"):
-            raise ValueError(f"grl_schedule must be 'constant' or 'dann', got {self.grl_schedule!r}")
+        check_choice("pooling", self.pooling, POOLINGS)
+        check_choice("grl_schedule", self.grl_schedule, ("constant", "dann"))
         if not (self.use_ids or self.use_text):
             raise ValueError("use_ids and use_text cannot both be false: the item tower needs an input")
+        check_number("embedding_dim", self.embedding_dim, ge=1, le=MAX_WIDTH, integer=True)
+        check_number("text_dim", self.text_dim, ge=1, le=MAX_WIDTH, integer=True)
+        if len(self.tower_layers) > 16:
+            raise ValueError(f"tower_layers must list at most 16 layer widths, got {len(self.tower_layers)}")
+        check_each("tower_layers", self.tower_layers, ge=1, le=MAX_WIDTH, integer=True)
+        check_number("max_tokens", self.max_tokens, ge=1, le=MAX_SEQUENCE, integer=True)
+        check_number("vocab_size", self.vocab_size, ge=1, le=MAX_VOCAB, integer=True)
+        check_number("history_per_category", self.history_per_category, ge=1, le=MAX_SEQUENCE, integer=True)
+        check_number("temperature", self.temperature, gt=0)
         for name in ("id_dropout", "cold_history_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
-        if self.embedding_dim <= 0 or self.temperature <= 0:
-            raise ValueError("embedding_dim and temperature must be positive")
+            check_number(name, getattr(self, name), ge=0, lt=1)
+        for name in ("ranking_weight", "grl_weight", "grl_lambda_max"):
+            check_number(name, getattr(self, name), ge=0)

@@ -41,7 +41,7 @@ MAX_HISTORY = 100
 class Retrieval:
     """The exported model's pieces batch scoring needs."""
 
-    path: Path
+    path: str | Path  # a local folder, or a URL (gs://...) for Beam workers
     version: int
     query: Any  # signature: user_id [B], history [B, T] → query [B, d], usable [B]
     item_ids: np.ndarray  # [n] str
@@ -56,21 +56,30 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
 
     from tfrec_xcat.export.writer import versions
 
-    model_dir = Path(model_dir)
-    found = versions(model_dir)
+    if is_url(model_dir):  # gs://..., read through TensorFlow's file systems (Beam workers)
+        base = str(model_dir).rstrip("/")
+        try:
+            names = [n.rstrip("/") for n in tf.io.gfile.listdir(base)]
+        except tf.errors.OpError as exc:
+            raise XcatError(f"{base}: cannot list the model folder: {exc.message}") from None
+        found = sorted(int(n) for n in names if n.isdigit())
+    else:
+        base = str(model_dir)
+        found = versions(Path(model_dir))
     if not found:
-        raise XcatError(f"{model_dir}: no exported versions (run tfrec-xcat export first)")
+        raise XcatError(f"{base}: no exported versions (run tfrec-xcat export first)")
     if version is None:
         version = found[-1]
     elif version not in found:
-        raise XcatError(f"{model_dir}: no version {version} (found {', '.join(map(str, found))})")
-    loaded = tf.saved_model.load(str(model_dir / str(version)))
+        raise XcatError(f"{base}: no version {version} (found {', '.join(map(str, found))})")
+    where: str | Path = f"{base}/{version}" if is_url(base) else Path(base) / str(version)
+    loaded = tf.saved_model.load(str(where))
     if "query" not in loaded.signatures or "candidates" not in loaded.signatures:
-        raise XcatError(f"{model_dir}/{version}: not an xcat_retrieval model (no query/candidates signatures)")
+        raise XcatError(f"{where}: not an xcat_retrieval model (no query/candidates signatures)")
     candidates = loaded.signatures["candidates"]()
-    item_ids = candidates["item_ids"].numpy().astype(str)
+    item_ids = decode(candidates["item_ids"].numpy())
     return Retrieval(
-        path=model_dir / str(version),
+        path=where,
         version=version,
         query=loaded.signatures["query"],
         item_ids=item_ids,
@@ -79,6 +88,38 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
         column={item: i for i, item in enumerate(item_ids)},
         loaded=loaded,
     )
+
+
+def encode(values: list[Any]) -> np.ndarray:
+    """Strings (or nested lists of them) as a UTF-8 bytes array for a string tensor (numpy's ``astype(bytes)``
+    is ASCII only and fails on any other id)."""
+    return np.array(
+        [
+            [str(v).encode("utf-8") for v in row] if isinstance(row, list) else str(row).encode("utf-8")
+            for row in values
+        ],
+        dtype=object,
+    )
+
+
+def decode(values: np.ndarray) -> np.ndarray:
+    """A string tensor's bytes as a str array (UTF-8)."""
+    return np.array(
+        [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.ravel()], dtype=object
+    ).reshape(values.shape)
+
+
+def is_url(location: str | Path) -> bool:
+    """Whether ``location`` names a file system by scheme (``gs://bucket/x``) rather than a local path."""
+    return "://" in str(location)
+
+
+def check_settings(k: int, block: int) -> None:
+    """One clear line for a ``k`` or ``block`` that cannot work."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise XcatError(f"--k must be a positive number of items, got {k}")
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise XcatError(f"--block must be a positive number of users per shard, got {block}")
 
 
 def item_lists(data: ShopData) -> pd.Series:
@@ -97,7 +138,8 @@ def histories(lists: pd.Series, users: np.ndarray) -> tuple[list[list[str]], lis
 def plan_key(users: np.ndarray, k: int, block: int, retrieval: Retrieval, index: str = "brute") -> str:
     digest = hashlib.sha256()
     digest.update("\n".join(users).encode())
-    digest.update(f"|{k}|{block}|{retrieval.path.resolve()}|{retrieval.version}".encode())
+    where = retrieval.path if is_url(retrieval.path) else Path(retrieval.path).resolve()
+    digest.update(f"|{k}|{block}|{where}|{retrieval.version}".encode())
     if index != "brute":
         digest.update(f"|{index}".encode())
     return digest.hexdigest()[:16]
@@ -119,13 +161,10 @@ def score_users(
     ``index`` is ``brute`` (exact) or ``scann`` (approximate; its recall@k against exact search and its
     speed-up, measured on up to 1,000 of the first block's users, go into the manifest).
     """
+    check_settings(k, block)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     key = plan_key(users, k, block, retrieval, index)
-    plan = out / "_PLAN.json"
-    if plan.is_file() and json.loads(plan.read_text())["key"] != key:
-        raise XcatError(f"{out} holds scores of other users, k or model; use another --out or empty it")
-    plan.write_text(json.dumps({"key": key, "users": len(users), "k": k, "block": block, "index": index}))
+    claim_output(out, key, {"users": len(users), "k": k, "block": block, "index": index})
     searcher = build_index(index, retrieval.vectors, k)
     quality: dict[str, float] = {}
     shards = (len(users) + block - 1) // block
@@ -136,7 +175,7 @@ def score_users(
     for shard in range(shards):
         path = out / f"part-{shard:05d}.parquet"
         chunk = users[shard * block : (shard + 1) * block]
-        if path.is_file():  # finished before an interruption
+        if finished(path, len(chunk)):  # finished before an interruption
             bar.update(len(chunk))
             continue
         hist, owned = histories(lists, chunk)
@@ -168,7 +207,7 @@ def score_users(
     }
     if quality:
         manifest["index_quality"] = quality
-    (out / "_SUCCESS").write_text(json.dumps(manifest, indent=2))
+    write_atomically(out / "_SUCCESS", json.dumps(manifest, indent=2).encode())
     return manifest
 
 
@@ -184,8 +223,8 @@ def score_block(
     how many took the popularity path, and the query vectors of the others."""
     column = retrieval.column
     width = max(1, max(len(h) for h in hist))
-    padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
-    result = retrieval.query(user_id=np.asarray(users, dtype=object).astype(bytes), history=padded)
+    padded = encode([h + [""] * (width - len(h)) for h in hist])
+    result = retrieval.query(user_id=encode(list(users)), history=padded)
     queries = result["query"].numpy().astype(np.float32)
     usable = result["usable"].numpy()
     rows, cols = [], []
@@ -204,22 +243,96 @@ def score_block(
     kk = top_cols.shape[1]
     table = pa.table(
         {
-            "user_id": pa.array(np.repeat(np.asarray(users, dtype=object), kk).astype(str)),
+            "user_id": pa.array([str(u) for u in np.repeat(np.asarray(users, dtype=object), kk)], pa.string()),
             "rank": pa.array(np.tile(np.arange(1, kk + 1, dtype=np.int32), len(users))),
-            "item_id": pa.array(retrieval.item_ids[top_cols.ravel()]),
+            "item_id": pa.array(list(retrieval.item_ids[top_cols.ravel()]), pa.string()),
             "score": pa.array(top_scores.ravel().astype(np.float32)),
         }
     )
     return table, int((~usable).sum()), queries[usable]
 
 
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes | pa.Table) -> Path:
+    """Write ``path`` whole (bytes, or a table as Parquet) to a temporary file, fsync it, rename it into place
+    and fsync the folder: after a crash the file is either absent or complete, never empty or half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            if isinstance(data, pa.Table):
+                pq.write_table(data, handle)
+            else:
+                handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise XcatError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    _fsync_dir(path.parent)
+    return path
+
+
 def write_shard(table: pa.Table, out: Path, shard: int) -> Path:
     """Write one shard whole, then rename it into place (a reader never sees half a shard)."""
-    path = out / f"part-{shard:05d}.parquet"
-    tmp = out / f".part-{shard:05d}.parquet.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomically(out / f"part-{shard:05d}.parquet", table)
+
+
+def finished(path: Path, users: int) -> bool:
+    """Whether shard ``path`` was completed by an earlier run; an unreadable one (e.g. zero bytes, from a
+    writer without fsync) is logged and scored again."""
+    if not path.is_file():
+        return False
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        log.warning("%s: unreadable (%s); scoring this shard again", path, exc)
+        return False
+    if users and meta.num_rows == 0:
+        log.warning("%s: no rows; scoring this shard again", path)
+        return False
+    return True
+
+
+def claim_output(out: Path, key: str, settings: dict[str, Any]) -> None:
+    """Create ``out`` and record the run's plan in ``out/_PLAN.json``.
+
+    A plan of other users, k or model is refused only when shards of it exist: a run that failed before
+    writing any shard (or a damaged plan beside no shards) does not block the corrected re-run.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise XcatError(f"--out {out}: exists and is not a folder") from None
+    except OSError as exc:
+        raise XcatError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
+    if not out.is_dir():
+        raise XcatError(f"--out {out}: exists and is not a folder")
+    plan = out / "_PLAN.json"
+    if plan.is_file():
+        try:
+            old = json.loads(plan.read_text(encoding="utf-8"))["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            old = None
+        shards = any(out.glob("part-*.parquet"))
+        if old != key and shards:
+            why = "holds scores of other users, k or model" if old else "has shards but an unreadable _PLAN.json"
+            raise XcatError(f"{out} {why}; use another --out or empty it")
+        if old != key:
+            log.warning("%s: replacing the plan of an earlier run that wrote no shard", plan)
+    write_atomically(plan, json.dumps({"key": key, **settings}).encode())
 
 
 def _popularity_topk(pop: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +351,12 @@ def read_users(spec: str, data: ShopData) -> tuple[np.ndarray, list[str]]:
     path = Path(spec)
     if not path.is_file():
         raise XcatError(f"{path}: users file not found (or pass --users all)")
-    users = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    users = []
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            users.append(raw.decode("utf-8").strip().lstrip("\ufeff"))
+        except UnicodeDecodeError:
+            raise XcatError(f"{path}:{number}: not valid UTF-8: {raw[:40]!r}") from None
     users = list(dict.fromkeys(u for u in users if u))
     if not users:
         raise XcatError(f"{path}: no user ids in it")

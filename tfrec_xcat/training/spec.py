@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tfrec_xcat.validation import MAX_BATCH, check_choice, check_number
+
 MODES = ("frozen", "partial", "full", "joint", "target_only")
 OPTIMIZERS = ("adam", "lazy_adam", "adagrad", "sgd")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -26,7 +28,10 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         for name, allowed in (("mode", MODES), ("optimizer", OPTIMIZERS), ("strategy", STRATEGIES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.batch_size < 2 or self.learning_rate <= 0 or self.epochs < 1 or self.source_epochs < 0:
-            raise ValueError("batch_size >= 2, learning_rate > 0, epochs >= 1 and source_epochs >= 0 are required")
+            check_choice(name, getattr(self, name), allowed)
+        check_number("batch_size", self.batch_size, ge=2, le=MAX_BATCH, integer=True)
+        check_number("learning_rate", self.learning_rate, gt=0, le=10)
+        check_number("epochs", self.epochs, ge=1, le=10_000, integer=True)
+        check_number("source_epochs", self.source_epochs, ge=0, le=10_000, integer=True)
+        check_number("patience", self.patience, ge=0, integer=True)
+        check_number("verbose", self.verbose, ge=0, le=2, integer=True)

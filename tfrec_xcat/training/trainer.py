@@ -25,12 +25,39 @@ import pandas as pd
 import tensorflow as tf
 import tf_keras
 
+from tfrec_xcat.errors import XcatError
 from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.xcat import XcatModel
 from tfrec_xcat.training.spec import TrainSpec
 
 log = logging.getLogger(__name__)
+
+
+class NanGuard(tf_keras.callbacks.TerminateOnNaN):
+    """Stops training at the first NaN or infinite loss; :meth:`check` then raises a clear error, so nothing
+    trained on it is saved or exported."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch, self.batch, self.loss = 0, -1, 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and self.batch < 0 and not np.isfinite(float(loss)):
+            self.batch, self.loss = batch, float(loss)
+            self.model.stop_training = True
+
+    def check(self, stage: str) -> None:
+        if self.batch >= 0:
+            raise XcatError(
+                f"training stage {stage}: the loss became {self.loss} at epoch {self.epoch + 1}, batch "
+                f"{self.batch + 1}; stopped, nothing saved or exported (lower [training] learning_rate, or check "
+                "[model] temperature)"
+            )
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -235,8 +262,11 @@ def train(
         if stopper is not None:
             stage_callbacks.append(stopper)
         stage_callbacks.append(tf_keras.callbacks.TensorBoard(str(workdir / "tensorboard" / name), write_graph=False))
+        nan_guard = NanGuard()  # first, so no later callback (checkpoint, early stopping) sees the NaN epoch
+        stage_callbacks.insert(0, nan_guard)
         t0 = time.perf_counter()
         model.fit(dataset(feats, spec.batch_size, seed), epochs=epochs, callbacks=stage_callbacks, verbose=spec.verbose)
+        nan_guard.check(name)
         info[name] = {
             "examples": n,
             "epochs_run": len(throughput.rates),

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tfrec_xcat.models.spec import POOLINGS
+from tfrec_xcat.training.spec import MODES, OPTIMIZERS
+from tfrec_xcat.validation import MAX_BATCH, MAX_WIDTH, check_choice, check_each, check_number
+
 TUNERS = ("random", "bayesian", "hyperband")
 
 
@@ -32,12 +36,10 @@ class TuneSpec:
     cold_history_dropout: list[float] = field(default_factory=lambda: [0.5])
 
     def __post_init__(self) -> None:
-        if self.tuner not in TUNERS:
-            raise ValueError(f"tuner must be one of {', '.join(TUNERS)}, got {self.tuner!r}")
-        if self.max_trials < 1:
-            raise ValueError("max_trials must be at least 1")
-        if self.max_minutes < 0:
-            raise ValueError("max_minutes must be 0 (no budget) or positive")
+        check_choice("tuner", self.tuner, TUNERS)
+        check_number("max_trials", self.max_trials, ge=1, le=1_000_000, integer=True)
+        check_number("max_minutes", self.max_minutes, ge=0)
+        check_number("seed", self.seed, ge=0, integer=True)
         for name in (
             "embedding_dim",
             "tower_layers",
@@ -54,3 +56,18 @@ class TuneSpec:
         ):
             if not getattr(self, name):
                 raise ValueError(f"{name} needs at least one value")
+        check_each("embedding_dim", self.embedding_dim, ge=1, le=MAX_WIDTH, integer=True)
+        for i, layers in enumerate(self.tower_layers):
+            check_each(f"tower_layers[{i}]", layers, ge=1, le=MAX_WIDTH, integer=True)
+        check_each("learning_rate", self.learning_rate, gt=0, le=10)
+        check_each("temperature", self.temperature, gt=0)
+        check_each("grl_lambda_max", self.grl_lambda_max, ge=0)
+        check_each("grl_weight", self.grl_weight, ge=0)
+        check_each("batch_size", self.batch_size, ge=2, le=MAX_BATCH, integer=True)
+        check_each("cold_history_dropout", self.cold_history_dropout, ge=0, lt=1)
+        for i, value in enumerate(self.optimizer):
+            check_choice(f"optimizer[{i}]", value, OPTIMIZERS)
+        for i, value in enumerate(self.pooling):
+            check_choice(f"pooling[{i}]", value, POOLINGS)
+        for i, value in enumerate(self.mode):
+            check_choice(f"mode[{i}]", value, MODES)

@@ -1,0 +1,240 @@
+"""Batch scoring as an Apache Beam pipeline (``pip install 'tfrec-xcat[beam]'``): the shards of
+``tfrec-xcat score``, for when one machine is not enough.
+
+    python pipelines/batch_scoring.py --model saved_models/xcat_retrieval --data DIR --users all --k 100 \\
+        --out OUT [--config CONFIG.toml] [--runner DirectRunner|DataflowRunner|FlinkRunner|SparkRunner ...]
+
+The driver reads the data with the same :class:`~tfrec_xcat.config.Config` (``--config`` and the data flags)
+as ``tfrec-xcat score`` and batches the users into that command's shards; each shard is one element. Workers
+load the SavedModel once (``DoFn.setup``), score a shard with the very code of the local command, and write it
+whole then rename it into place, so the output is identical to ``score``'s and a re-run skips finished shards.
+
+Paths: ``--out`` (and ``--model``) may be URLs (``gs://bucket/x``): the output goes through Beam's
+``FileSystems`` and the model through TensorFlow's file systems; they are never turned into ``pathlib`` paths
+(which would make ``gs://b/x`` into ``gs:/b/x``). A local ``--out`` is written with fsync before each rename.
+This module lives in the package so that workers can import it once the package is installed on them
+(``--setup_file ./pyproject.toml``, see docs/scale.md). Any flag not listed here is a Beam pipeline option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from tfrec_xcat.errors import XcatError
+from tfrec_xcat.scoring.batch import (
+    check_settings,
+    claim_output,
+    finished,
+    histories,
+    is_url,
+    item_lists,
+    load_retrieval,
+    plan_key,
+    read_users,
+    score_block,
+    write_atomically,
+    write_shard,
+)
+from tfrec_xcat.scoring.index import build_index
+
+log = logging.getLogger(__name__)
+
+PROG = "batch_scoring"
+Element = tuple[int, list[str], list[list[str]], list[list[str]]]
+
+
+# ------------------------------------------------------------------------------------ output locations
+def shard_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
+
+
+def _read(path: str) -> bytes:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return handle.read()
+
+
+def _write(path: str, data: bytes | pa.Table) -> None:
+    """Write ``path`` whole through Beam's file systems: to a uniquely named temporary object, then renamed
+    (an object store's rename is a copy; a reader never sees a partial shard under the final name)."""
+    folder, name = FileSystems.split(path)
+    tmp = FileSystems.join(folder, f".{name}.tmp-{uuid.uuid4().hex}")
+    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        if isinstance(data, pa.Table):
+            pq.write_table(data, handle)
+        else:
+            handle.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+def shard_done(out: str, shard: int, users: int) -> bool:
+    """Whether an earlier run finished this shard (an unreadable or empty one is scored again)."""
+    if not is_url(out):
+        return finished(Path(out) / shard_name(shard), users)
+    path = FileSystems.join(out, shard_name(shard))
+    if not FileSystems.exists(path):
+        return False
+    try:
+        rows = pq.ParquetFile(io.BytesIO(_read(path))).metadata.num_rows
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        log.warning("%s: unreadable (%s); scoring this shard again", path, exc)
+        return False
+    return rows > 0 or users == 0
+
+
+def save_shard(table: pa.Table, out: str, shard: int) -> None:
+    if is_url(out):
+        _write(FileSystems.join(out, shard_name(shard)), table)
+    else:
+        write_shard(table, Path(out), shard)
+
+
+def save_file(out: str, name: str, text: str) -> None:
+    if is_url(out):
+        _write(FileSystems.join(out, name), text.encode())
+    else:
+        write_atomically(Path(out) / name, text.encode())
+
+
+def claim(out: str, key: str, settings: dict[str, Any]) -> None:
+    """As :func:`~tfrec_xcat.scoring.batch.claim_output` (the same rules), for a URL too."""
+    if not is_url(out):
+        claim_output(Path(out), key, settings)
+        return
+    with contextlib.suppress(OSError):  # exists (object stores have no folders to create)
+        FileSystems.mkdirs(out)
+    plan = FileSystems.join(out, "_PLAN.json")
+    if FileSystems.exists(plan):
+        try:
+            old = json.loads(_read(plan))["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            old = None
+        shards = FileSystems.match([FileSystems.join(out, "part-*.parquet")])[0].metadata_list
+        if old != key and shards:
+            why = "holds scores of other users, k or model" if old else "has shards but an unreadable _PLAN.json"
+            raise XcatError(f"{out} {why}; use another --out or empty it")
+    _write(plan, json.dumps({"key": key, **settings}).encode())
+
+
+# ------------------------------------------------------------------------------------------- the DoFn
+class ScoreShard(beam.DoFn):
+    """Scores one shard of users; the model is loaded (and its item index built) once per worker."""
+
+    def __init__(self, model: str, version: int, k: int, out: str, index: str = "brute") -> None:
+        self.model, self.version, self.k, self.out, self.index_kind = model, version, k, out, index
+        self.retrieval: Any = None
+        self.index: Any = None
+
+    def setup(self) -> None:
+        self.retrieval = load_retrieval(self.model, self.version)
+        self.index = build_index(self.index_kind, self.retrieval.vectors, self.k)
+
+    def process(self, element: Element) -> Iterator[dict[str, Any]]:
+        shard, users, hist, owned = element
+        if shard_done(self.out, shard, len(users)):  # finished by an earlier run
+            yield {"shard": shard, "users": len(users), "fallback": 0, "skipped": True}
+            return
+        table, fallback, _ = score_block(
+            self.retrieval,
+            np.asarray(users, dtype=object),
+            hist,
+            [np.asarray(o, dtype=object) for o in owned],
+            self.k,
+            self.index,
+        )
+        save_shard(table, self.out, shard)
+        yield {"shard": shard, "users": len(users), "fallback": fallback, "skipped": False}
+
+
+def shards(data: Any, users: np.ndarray, block: int) -> list[Element]:
+    out = []
+    lists = item_lists(data)
+    for shard in range((len(users) + block - 1) // block):
+        chunk = users[shard * block : (shard + 1) * block]
+        hist, owned = histories(lists, chunk)
+        out.append((shard, [str(u) for u in chunk], hist, [list(map(str, o)) for o in owned]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the driver
+def build_parser() -> argparse.ArgumentParser:
+    from tfrec_xcat.options import add_data_options
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    add_data_options(parser)
+    parser.add_argument("--model", required=True, help="exported xcat_retrieval folder (local or URL)")
+    parser.add_argument("--version", type=int, help="model version (default: the highest)")
+    parser.add_argument("--users", default="all", help="'all' or a local file with one user id per line")
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--block", type=int, default=4096, help="users per shard")
+    parser.add_argument("--index", choices=["brute", "scann"], default="brute")
+    parser.add_argument("--out", required=True, help="output folder (local or URL such as gs://bucket/scores)")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the pipeline to completion; returns the manifest also written to ``OUT/_SUCCESS``."""
+    from tfrec_xcat.api import load_data
+    from tfrec_xcat.options import config_from_args
+
+    args, beam_args = build_parser().parse_known_args(argv)
+    check_settings(args.k, args.block)
+    out = str(args.out)
+    data = load_data(config_from_args(args))
+    users, unknown = read_users(args.users, data)
+    if unknown:
+        print(f"{len(unknown):,} user(s) not in the data, scored by the cold-start/popularity path", file=sys.stderr)
+    retrieval = load_retrieval(args.model, args.version)  # fails early, and fixes the version for every worker
+    key = plan_key(users, args.k, args.block, retrieval, args.index)
+    claim(out, key, {"users": len(users), "k": args.k, "block": args.block, "index": args.index})
+    elements = shards(data, users, args.block)
+    model = str(args.model) if is_url(args.model) else str(Path(args.model).resolve())
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+        (
+            pipeline
+            | "Shards" >> beam.Create(elements)
+            | "Reshuffle" >> beam.Reshuffle()  # spread shards over workers
+            | "Score" >> beam.ParDo(ScoreShard(model, retrieval.version, args.k, out, args.index))
+        )
+    manifest = {
+        "users": len(users),
+        "k": args.k,
+        "shards": len(elements),
+        "unknown_users": len(unknown),
+        "model": str(retrieval.path),
+        "runner": "beam",
+    }
+    save_file(out, "_SUCCESS", json.dumps(manifest, indent=2))
+    return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: a problem the user can fix is one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        run(argv)
+    except XcatError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
