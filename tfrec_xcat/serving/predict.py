@@ -271,8 +271,8 @@ def run(servable: Servable, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarr
     """Call the servable's ``serving_default`` with arrays checked by :func:`json_inputs` or :func:`proto_inputs`."""
     check_names(servable, arrays)
     _check_cost(servable, arrays)
-    tensors = {n: tf.constant(a, dtype=servable.inputs[n].dtype) for n, a in arrays.items()}
     try:
+        tensors = {n: tf.constant(a, dtype=servable.inputs[n].dtype) for n, a in arrays.items()}
         outputs = servable.signature(**tensors)
     except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, ValueError, TypeError) as exc:
         raise BadRequest(f"the model rejected the request: {first_line(exc)}") from None
