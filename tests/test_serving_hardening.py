@@ -330,6 +330,33 @@ def test_5_idle_and_half_sent_connections_are_closed(exported: Path) -> None:
         rest.server_close()
 
 
+def test_5_a_trickled_request_is_cut_off(exported: Path) -> None:
+    """A client sending one byte at a time (never idle) still has to finish its request within the deadline."""
+    registry = Registry(exported, poll_seconds=3600)
+    rest = make_rest_server(registry, "127.0.0.1", 0, idle_timeout=5, request_timeout=1.0)
+    serve_in_thread(rest)
+    request = b"POST /v1/models/xcat_retrieval:predict HTTP/1.1\r\nContent-Length: 100\r\nX-Pad: " + b"a" * 200
+    closed = False
+    try:
+        with socket.create_connection(("127.0.0.1", rest.server_address[1]), timeout=30) as sock:
+            selector = selectors.DefaultSelector()
+            selector.register(sock, selectors.EVENT_READ)
+            for byte in request:  # bounded: 200+ bytes, 0.1 s apart
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                if selector.select(timeout=0.1):  # the server answered or closed
+                    closed = True
+                    break
+            selector.close()
+    finally:
+        rest.shutdown()
+        rest.server_close()
+    assert closed, "the server kept a trickling request open"
+
+
 def test_5_connections_are_capped_with_a_503(exported: Path) -> None:
     registry = Registry(exported, poll_seconds=3600)
     rest = make_rest_server(registry, "127.0.0.1", 0, max_connections=4, idle_timeout=60)

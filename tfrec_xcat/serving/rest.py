@@ -7,13 +7,15 @@ that stops arriving), 411/413 (missing or too large body, or a request over a si
 connections); the server answers every request with a status line and never lets one take it down.
 
 Bounded: at most ``max_connections`` connections are served at once (one thread each; more get a 503 and are
-closed), a connection idle for ``idle_timeout`` seconds between reads is closed, and running out of file
-descriptors pauses the accept loop instead of spinning on it.
+closed), a connection idle for ``idle_timeout`` seconds between reads is closed, a request must arrive whole
+within ``request_timeout`` seconds of its first byte, and running out of file descriptors pauses the accept loop
+instead of spinning on it.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import re
@@ -34,8 +36,39 @@ PATH = re.compile(r"^/v1/models/([A-Za-z0-9_.-]{1,128})(?:/versions/(\d{1,18}))?
 MAX_BODY = 8 * 1024 * 1024
 MAX_CONNECTIONS = 128  # connections served at once (one thread each)
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent while the server waits to read
+REQUEST_TIMEOUT = 60.0  # seconds from a request's first byte to its last (request line, headers and body)
 ACCEPT_PAUSE = 0.1  # seconds the accept loop waits when the process is out of file descriptors
 _sleep = time.sleep
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's reads: each waits at most ``idle`` seconds, and once a request has started (its first
+    byte arrived) all of it must arrive within ``limit`` seconds, so a client trickling bytes cannot hold a
+    connection for ever. :meth:`next_request` starts the clock again for the next request on the connection."""
+
+    def __init__(self, sock: socket.socket, idle: float, limit: float) -> None:
+        super().__init__()
+        self.sock, self.idle, self.limit = sock, idle, limit
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self.idle
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the request did not arrive within {self.limit:g} s")
+            timeout = min(timeout, left)
+        self.sock.settimeout(timeout)
+        n = self.sock.recv_into(buffer)
+        if n and self.deadline is None:
+            self.deadline = time.monotonic() + self.limit
+        return n
+
+    def next_request(self) -> None:
+        self.deadline = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -44,9 +77,13 @@ class _Handler(BaseHTTPRequestHandler):
     registry: Registry
     max_body: int = MAX_BODY
     timeout = IDLE_TIMEOUT  # socket timeout for every read (StreamRequestHandler applies it)
+    request_timeout = REQUEST_TIMEOUT
 
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # the stdlib's reader, replaced by one that also keeps the per-request deadline
+        self._reader = _DeadlineReader(self.request, self.timeout, self.request_timeout)
+        self.rfile = io.BufferedReader(self._reader)
         # headers and body go out as separate writes: without TCP_NODELAY, Nagle's algorithm holds the body
         # until the client's delayed ACK (~40 ms) on a kept-alive connection
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -56,6 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, payload: Any) -> None:
         body = json.dumps(payload).encode()
+        self.connection.settimeout(self.timeout)  # writes wait the idle timeout, whatever the read deadline left
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -63,6 +101,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            self._reader.next_request()
 
     def parse_request(self) -> bool:
         if not super().parse_request():
@@ -141,9 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             try:
                 raw = self.rfile.read(length)
-            except TimeoutError:
+            except TimeoutError as exc:
                 self.close_connection = True
-                self._error(HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout:g} s")
+                self._error(HTTPStatus.REQUEST_TIMEOUT, f"the body stopped arriving: {exc}")
                 return
             if len(raw) < length:  # the client hung up mid-body
                 self.close_connection = True
@@ -268,8 +312,10 @@ def make_rest_server(
     max_body: int = MAX_BODY,
     max_connections: int = MAX_CONNECTIONS,
     idle_timeout: float = IDLE_TIMEOUT,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> RestServer:
-    handler = type("Handler", (_Handler,), {"registry": registry, "max_body": max_body, "timeout": idle_timeout})
+    attributes = {"registry": registry, "max_body": max_body, "timeout": idle_timeout}
+    handler = type("Handler", (_Handler,), {**attributes, "request_timeout": request_timeout})
     return RestServer((host, port), handler, max_connections)
 
 
