@@ -302,6 +302,14 @@ def test_4_rows_times_k_out_is_capped_on_both_protocols(inproc) -> None:
     assert status == 200 and len(reply["outputs"]["item_ids"]) == rows
 
 
+def test_4_the_issues_16000_rows_at_k_700_get_a_413(inproc) -> None:
+    rows = 16_000
+    body = json.dumps({"inputs": {"user_id": ["u"] * rows, "history": [[""]] * rows, "k": [700] * rows}}).encode()
+    assert len(body) < 256 * 1024
+    status, reply = rest_post(inproc["rest"], "/v1/models/xcat_retrieval:predict", body)
+    assert status == 413 and "rows" in reply["error"], (status, str(reply)[:300])
+
+
 def test_4_batch_size_is_capped(inproc) -> None:
     from tfrec_xcat.serving.predict import MAX_BATCH
 
