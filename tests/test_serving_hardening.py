@@ -201,8 +201,8 @@ def string_tensor(dims: list[int], values: list[bytes]) -> tensor_pb2.TensorProt
     return proto
 
 
-def grpc_predict(target: str, model: str, inputs: dict[str, tensor_pb2.TensorProto]) -> grpc.StatusCode:
-    """Send a hand-built PredictRequest; the status code it gets (OK included)."""
+def grpc_predict(target: str, model: str, inputs: dict[str, tensor_pb2.TensorProto]) -> tuple[grpc.StatusCode, str]:
+    """Send a hand-built PredictRequest; the status code it gets (OK included) and its message."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     for name, proto in inputs.items():
@@ -212,10 +212,8 @@ def grpc_predict(target: str, model: str, inputs: dict[str, tensor_pb2.TensorPro
         try:
             stub.Predict(request, timeout=60)
         except grpc.RpcError as exc:
-            grpc_predict.details = exc.details()  # type: ignore[attr-defined]
-            return exc.code()
-    grpc_predict.details = ""  # type: ignore[attr-defined]
-    return grpc.StatusCode.OK
+            return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
 
 
 def good_protos(model: str = "xcat_retrieval") -> dict[str, tensor_pb2.TensorProto]:
@@ -251,8 +249,8 @@ def test_1_every_input_of_every_model_rejects_depth_255(proc_server: ServerProce
 def test_2_grpc_string_tensor_of_high_rank_is_rejected_not_a_segfault(proc_server: ServerProcess, rank: int) -> None:
     inputs = good_protos()
     inputs["user_id"] = string_tensor([1] * rank, [b"a"])
-    code = grpc_predict(proc_server.grpc, "xcat_retrieval", inputs)
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "rank" in grpc_predict.details, grpc_predict.details
+    code, details = grpc_predict(proc_server.grpc, "xcat_retrieval", inputs)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "rank" in details, (code, details)
     proc_server.assert_answers()
 
 
@@ -261,9 +259,8 @@ def test_3_declared_shape_is_checked_before_anything_is_materialised(proc_server
     for size in (20_000_000, 100_000_000, 2**40):
         inputs = good_protos()
         inputs["user_id"] = string_tensor([size], [b"a"])
-        code = grpc_predict(proc_server.grpc, "xcat_retrieval", inputs)
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (size, code, grpc_predict.details)
-        assert "elements" in grpc_predict.details
+        code, details = grpc_predict(proc_server.grpc, "xcat_retrieval", inputs)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "elements" in details, (size, code, details)
     grown_mb = (proc_server.peak_rss_kb() - before) / 1024
     assert grown_mb < 150, f"peak memory grew by {grown_mb:.0f} MB for requests of 100 bytes"
     proc_server.assert_answers()
@@ -273,11 +270,11 @@ def test_3_values_must_match_the_declared_shape(inproc) -> None:
     for dims, values in (([3], [b"a", b"b"]), ([2], [b"a", b"b", b"c"]), ([2], []), ([-1], [b"a"])):
         inputs = good_protos()
         inputs["user_id"] = string_tensor(dims, values)
-        assert grpc_predict(inproc["grpc"], "xcat_retrieval", inputs) == grpc.StatusCode.INVALID_ARGUMENT, dims
+        assert grpc_predict(inproc["grpc"], "xcat_retrieval", inputs)[0] == grpc.StatusCode.INVALID_ARGUMENT, dims
     inputs = good_protos()
     inputs["k"] = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_content=b"\x05\x00\x00")
     inputs["k"].tensor_shape.dim.add(size=2)
-    assert grpc_predict(inproc["grpc"], "xcat_retrieval", inputs) == grpc.StatusCode.INVALID_ARGUMENT
+    assert grpc_predict(inproc["grpc"], "xcat_retrieval", inputs)[0] == grpc.StatusCode.INVALID_ARGUMENT
 
 
 # ---------------------------------------------------------------------------------------- 4: output is capped
@@ -433,8 +430,8 @@ def test_6_grpc_k_must_be_int32(inproc) -> None:
         inputs["user_id"] = tf.make_tensor_proto(np.array(["a"]))
         inputs["history"] = tf.make_tensor_proto(np.array([["b"]]))
         inputs["k"] = tf.make_tensor_proto(value)
-        code = grpc_predict(inproc["grpc"], "xcat_retrieval", inputs)
-        assert code == grpc.StatusCode.INVALID_ARGUMENT and "'k'" in grpc_predict.details, (value, code)
+        code, details = grpc_predict(inproc["grpc"], "xcat_retrieval", inputs)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "'k'" in details, (value, code, details)
 
 
 def test_6_variant_and_resource_inputs_are_invalid_argument(inproc, caplog) -> None:
@@ -447,8 +444,8 @@ def test_6_variant_and_resource_inputs_are_invalid_argument(inproc, caplog) -> N
                 inputs["user_id"].variant_val.add(type_name="x")
             if dtype == types_pb2.DT_RESOURCE:
                 inputs["user_id"].resource_handle_val.add(device="x")
-            code = grpc_predict(inproc["grpc"], "xcat_retrieval", inputs)
-            assert code == grpc.StatusCode.INVALID_ARGUMENT and "dtype" in grpc_predict.details, (dtype, code)
+            code, details = grpc_predict(inproc["grpc"], "xcat_retrieval", inputs)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "dtype" in details, (dtype, code, details)
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
@@ -750,10 +747,10 @@ def grpc_request(draw: st.DrawFn) -> tuple[str, dict[str, tensor_pb2.TensorProto
 def test_fuzz_grpc_structure_never_crashes(subprocess_server: ServerProcess, request: tuple[str, dict]) -> None:
     assert subprocess_server.alive(), subprocess_server.stderr()
     model, inputs = request
-    code = grpc_predict(subprocess_server.grpc, model, inputs)
+    code, details = grpc_predict(subprocess_server.grpc, model, inputs)
     event(code.name)
     allowed = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-    assert code in allowed | {grpc.StatusCode.NOT_FOUND}, (code, grpc_predict.details, model)
+    assert code in allowed | {grpc.StatusCode.NOT_FOUND}, (code, details, model)
     assert subprocess_server.alive(), subprocess_server.stderr()
 
 
