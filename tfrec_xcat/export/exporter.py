@@ -10,7 +10,7 @@ import numpy as np
 
 from tfrec_xcat.export.artifacts import load_trained
 from tfrec_xcat.export.servables import SERVABLES
-from tfrec_xcat.export.writer import clean_partial, next_version, write_server_configs, write_version
+from tfrec_xcat.export.writer import next_version, publish_set, recover, write_server_configs, write_version
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,25 @@ def warmup_inputs(space: Any) -> dict[str, dict[str, np.ndarray]]:
 
 
 def export(run_dir: str | Path, out: str | Path, *, names: list[str] | None = None) -> dict[str, Path]:
-    """Export the trained model of ``run_dir``; returns ``{servable name: version path}``."""
+    """Export the trained model of ``run_dir``; returns ``{servable name: version path}``.
+
+    Every servable is written and staged before any is published, so a kill while writing publishes nothing; the
+    set is then renamed into place, and a kill among those renames is completed by the next export's
+    :func:`recover`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for tmp in clean_partial(out):
-        log.warning("removed an interrupted export's leftovers: %s", tmp)
+    for message in recover(out):
+        log.warning("%s", message)
     model, space, _ = load_trained(run_dir)
     names = names or list(SERVABLES)
     version = next_version(out, names)
     inputs = warmup_inputs(space)
-    written = {}
     for name in names:
         module = SERVABLES[name](model, space)
-        written[name] = write_version(module, out, name, version, inputs[name])
-        log.info("wrote %s", written[name])
+        staged = write_version(module, out, name, version, inputs[name], publish=False)
+        log.info("staged %s", staged)
+    written = publish_set(out, names, version)
+    for path in written.values():
+        log.info("wrote %s", path)
     write_server_configs(out, list(SERVABLES))
     return written

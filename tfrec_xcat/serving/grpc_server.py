@@ -1,5 +1,10 @@
 """TF Serving's gRPC ``tensorflow.serving.PredictionService`` (``Predict``, ``GetModelMetadata``) over a
-:class:`Registry`, with the protos of the ``tensorflow-serving-api`` package."""
+:class:`Registry`, with the protos of the ``tensorflow-serving-api`` package.
+
+Input tensors are checked and decoded by :func:`tfrec_xcat.serving.predict.proto_inputs` (exact dtype, rank,
+declared size) before TensorFlow sees them. Errors: INVALID_ARGUMENT (a bad request), RESOURCE_EXHAUSTED (over a
+size limit, or more concurrent calls than the server takes), NOT_FOUND; INTERNAL only for a bug, logged once.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from tfrec_xcat.serving.predict import run
+from tfrec_xcat.serving.predict import TooLarge, proto_inputs, run
 from tfrec_xcat.serving.registry import BadRequest, NotFound, Registry, Servable
 
 log = logging.getLogger(__name__)
@@ -50,13 +55,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> Any:
         servable = self._servable(request.model_spec, context)
+        code, message = grpc.StatusCode.OK, ""
         try:
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-            outputs = run(servable, inputs)
+            outputs = run(servable, proto_inputs(servable, request.inputs))
+        except TooLarge as exc:
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
         except BadRequest as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except (TypeError, ValueError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad tensor: {str(exc)[:200]}")
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except Exception as exc:  # a bug, not the client's doing: one clear status, one log line
+            log.exception("Predict on %s failed", servable.name)
+            code, message = grpc.StatusCode.INTERNAL, f"cannot answer: {type(exc).__name__}"
+        if code != grpc.StatusCode.OK:
+            context.abort(code, message)  # outside the try: abort raises
         reply = predict_pb2.PredictResponse()
         reply.model_spec.name = servable.name
         reply.model_spec.version.value = servable.version
@@ -81,10 +91,23 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return reply
 
 
-def make_grpc_server(registry: Registry, host: str = "127.0.0.1", port: int = 8500, workers: int = 8) -> grpc.Server:
+MAX_MESSAGE = 8 * 1024 * 1024  # bytes, a request or an answer
+IDLE_TIMEOUT_MS = 300_000  # a connection with no call for this long is closed
+
+
+def make_grpc_server(
+    registry: Registry, host: str = "127.0.0.1", port: int = 8500, workers: int = 8, max_concurrent: int = 64
+) -> grpc.Server:
+    """``workers`` threads run calls; past ``max_concurrent`` calls in flight, new ones get RESOURCE_EXHAUSTED."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
-        options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.max_connection_idle_ms", IDLE_TIMEOUT_MS),
+            ("grpc.max_concurrent_streams", max_concurrent),
+        ],
+        maximum_concurrent_rpcs=max_concurrent,
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(registry), server)
     bound = server.add_insecure_port(f"{host}:{port}")

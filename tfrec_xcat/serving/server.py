@@ -21,9 +21,10 @@ def serve(
     grpc_port: int = 8500,
     poll_seconds: float = 2.0,
     max_body: int = MAX_BODY,
+    max_versions: int = 1,
 ) -> None:
-    """Serve until SIGINT/SIGTERM."""
-    registry = Registry(models, poll_seconds)
+    """Serve until SIGINT/SIGTERM; the newest ``max_versions`` loadable versions of each model stay loaded."""
+    registry = Registry(models, poll_seconds, max_versions)
     registry.start()
     rest = make_rest_server(registry, host, rest_port, max_body)
     grpc_server = make_grpc_server(registry, host, grpc_port)
