@@ -54,8 +54,9 @@ def save_space(space: Any, directory: Path) -> None:
     (directory / "space.json").write_text(json.dumps(meta))
 
 
-def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> dict[str, Any]:
-    """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``."""
+def run_training(config: Config, out: str | Path, *, strategy: Any = None, progress: bool = False) -> dict[str, Any]:
+    """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``
+    (``progress``: a line per epoch of each stage on stderr)."""
     from tfrec_xcat.api import load_data, split_data
     from tfrec_xcat.evaluation.evaluate import by_history, cold_start_validator, evaluate_segment, summarize
     from tfrec_xcat.features.matrices import SplitMatrices
@@ -88,6 +89,7 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> di
         seed=seed,
         with_ratings=data.has_ratings,
         strategy=strategy,
+        progress=progress,
     )
     scorer = result.model.row_scorer()
     test = evaluate_segment(scorer, m, "cold_start_test")
@@ -126,6 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="data directory (default: the synthetic shop)")
     parser.add_argument("--source", help="source category")
     parser.add_argument("--target", help="target category")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -137,13 +140,16 @@ def command(args: argparse.Namespace) -> int:
         from tfrec_xcat.training.trainer import make_strategy
 
         strategy = make_strategy(config.training.strategy)
-    metrics = run_training(config, args.out, strategy=strategy)
+    metrics = run_training(config, args.out, strategy=strategy, progress=not getattr(args, "quiet", False))
     result = metrics["models"]["transfer"]
     print(
         f"cold-start val NDCG@10 {result['cold_start_val']['ndcg@10']:.4f}, "
         f"cold-start test NDCG@10 {result['cold_start_test']['ndcg@10']:.4f}, "
         f"{result['examples_per_second']:,.0f} examples/s; wrote {args.out}"
     )
+    work = Path(args.out) / "work"
+    print(f"per-epoch checkpoints: {work / 'checkpoints'}/<stage>/; model for export: {Path(args.out) / 'model'}")
+    print(f"TensorBoard logs: {work / 'tensorboard'} (tensorboard --logdir {work / 'tensorboard'})")
     return 0
 
 
