@@ -46,8 +46,8 @@ def test_stage_progress_prints_a_line_per_epoch_in_a_real_fit() -> None:
     assert len(progress.lines) == 3 and progress.lines == lines[1:]
     for i, line in enumerate(progress.lines, 1):
         assert line.startswith(f"[target] epoch {i}/3: loss ") and " examples/s, " in line
-    assert "val_cold_ndcg@10 0.3000 (best 0.3000)" in progress.lines[1]
-    assert "val_cold_ndcg@10 0.2000 (best 0.3000)" in progress.lines[2]
+    assert "cold-start val NDCG@10 0.3000 (best 0.3000)" in progress.lines[1]
+    assert "cold-start val NDCG@10 0.2000 (best 0.3000)" in progress.lines[2]
 
 
 def test_stage_progress_without_validation_or_throughput() -> None:
@@ -56,7 +56,7 @@ def test_stage_progress_without_validation_or_throughput() -> None:
     progress.on_epoch_begin(0)
     progress.on_epoch_end(0, {"loss": 2.5})
     (line,) = progress.lines
-    assert line.startswith("[source] epoch 1/1: loss 2.5000, ") and "val_" not in line and "examples/s" not in line
+    assert line.startswith("[source] epoch 1/1: loss 2.5000, ") and "val" not in line and "examples/s" not in line
 
 
 def _python(code: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
