@@ -232,7 +232,7 @@ def train(
             if not model.built:
                 with strategy.scope():
                     model.build_variables()
-            model.load_weights(str(done / "weights"))
+            model.load_weights(str(done / "weights")).expect_partial()  # weights only: no optimizer-state warnings
             info[name] = {**json.loads((done / "done.json").read_text()), "epochs_run": 0, "resumed": True}
             history = info[name].get("history", [])
             if info[name].get("examples_per_second"):
