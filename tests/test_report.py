@@ -214,11 +214,15 @@ def test_models_plot_draws_seed_points_only_below_three_seeds(tmp_path: Path) ->
     assert "± 1 std over seeds" in many_svg and "± 1 std over seeds" not in few_svg
 
 
-def test_training_curves_merge_identical_models_and_show_loss(tmp_path: Path) -> None:
-    write_report(fake_metrics(ALL_MODELS, [0]), tmp_path)
+def test_identical_models_share_one_labelled_line_and_curves_show_loss(tmp_path: Path) -> None:
+    metrics = fake_metrics(ALL_MODELS, [0])
+    same = metrics["models"]["transfer"]["cold_start_test_by_history"]
+    metrics["models"]["transfer_full"]["cold_start_test_by_history"] = same
+    write_report(metrics, tmp_path)
     svg = (tmp_path / "training.svg").read_text()
     assert "transfer = transfer_full" in svg  # trained identically: one line with both names, not one hidden
     assert "training loss" in svg and "cold-start validation ndcg@10" in svg
+    assert "transfer = transfer_full" in (tmp_path / "history.svg").read_text()
 
 
 # --------------------------------------------------------------------------------------- headless browser

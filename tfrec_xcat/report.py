@@ -371,7 +371,8 @@ def plot(metrics: dict[str, Any], out: Path) -> list[Figure]:
             ax.grid(axis="x", alpha=0.3)
             ax.set_axisbelow(True)
         axes[0].set_ylabel("model")
-        handles: list[Any] = [Patch(color=FAMILIES[f][1][0], label=FAMILIES[f][0]) for f in _families(styles)]
+        first = {f: next(s.color for s in styles.values() if s.family == f) for f in _families(styles)}
+        handles: list[Any] = [Patch(color=first[f], label=FAMILIES[f][0]) for f in _families(styles)]
         seeds_label = "one seed" if n_seeds == 1 else "seeds" if n_seeds == 2 else "± 1 std over seeds"
         if n_seeds < 3:
             handles.append(Line2D([], [], ls="", marker="o", mfc="white", mec="black", label=seeds_label))
@@ -388,15 +389,14 @@ def plot(metrics: dict[str, Any], out: Path) -> list[Figure]:
         # 2. the headline metric by source-history length
         buckets = list(next(iter(models.values()))["cold_start_test_by_history"])
         fig, ax = plt.subplots(figsize=(9, 4.2))
+        lines: dict[tuple[float, ...], list[str]] = {}  # identical results (a model trained twice): one line
         for m in names:
             stats = models[m]["cold_start_test_by_history"]
+            lines.setdefault(tuple(stats[b][HEADLINE] for b in buckets), []).append(m)
+        for values, members in lines.items():
+            style = styles[members[0]]
             ax.plot(
-                range(len(buckets)),
-                [stats[b][HEADLINE] for b in buckets],
-                marker=styles[m].marker,
-                color=styles[m].color,
-                label=m,
-                lw=1.8,
+                range(len(buckets)), values, marker=style.marker, color=style.color, label=" = ".join(members), lw=1.8
             )
         users = next(iter(models.values()))["cold_start_test_by_history"]
         ax.set_xticks(range(len(buckets)), [f"{b}\n({users[b]['users']:.0f} users)" for b in buckets])
