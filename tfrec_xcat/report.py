@@ -458,7 +458,8 @@ def _intro(metrics: dict[str, Any]) -> list[str]:
     first = next(iter(sizes.values()))
     return [
         f"Data: `{metrics['data']}`; transfer {metrics['source']} → {metrics['target']}; "
-        f"seeds {', '.join(map(str, metrics['seeds']))} (mean ± std over seeds).",
+        f"seeds {', '.join(map(str, metrics['seeds']))} "
+        + ("(mean ± std over seeds)." if len(metrics["seeds"]) > 1 else "(one seed: no spread to show)."),
         f"Split (seed {next(iter(sizes))}): {first['cold_start_test_users']:,} cold-start test users, "
         f"{first['cold_start_val_users']:,} validation users, {first['warm_test_users']:,} warm test users, "
         f"{first['train_interactions']:,} training interactions. Rankings are over ALL target items.",
