@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tfrec_xcat.evaluation.metrics import metric_names
-from tfrec_xcat.report import KNOWN_ORDER, headline, model_styles, seed_values, write_report
+from tfrec_xcat.report import KNOWN_ORDER, headline, logged_stages, model_styles, seed_values, write_report
 
 BUCKETS = {"1-2": 40, "3-5": 30, "6-10": 20, ">10": 10}
 ALL_MODELS = list(KNOWN_ORDER)
@@ -319,3 +319,18 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         rgb = np.array([int(styles[name].color[i : i + 2], 16) for i in (1, 3, 5)])
         close = (np.abs(image - rgb).sum(axis=2) < 12).sum()
         assert close > 200, f"{name}'s bar colour is not on the first screen ({close} pixels)"
+
+
+def test_run_reports_loss_from_the_stage_logs_in_its_work_dir(tmp_path: Path) -> None:
+    """``run`` keeps no ``stages`` in metrics.json; the trainer's per-stage done.json in out/work has the loss."""
+    metrics = fake_metrics(["cooccurrence", "transfer"], [3])
+    metrics["models"]["transfer"].pop("stages")
+    write_report(metrics, tmp_path)
+    assert "training loss" not in (tmp_path / "training.svg").read_text()
+    for stage, loss in (("target", [2.0, 1.5]), ("source", [3.0])):
+        done = tmp_path / "work" / "seed3" / "transfer" / "stages" / stage
+        done.mkdir(parents=True)
+        (done / "done.json").write_text(json.dumps({"epochs_run": len(loss), "loss": loss}))
+    write_report(metrics, tmp_path)
+    assert "training loss" in (tmp_path / "training.svg").read_text()
+    assert [s["loss"] for s in logged_stages(tmp_path, 3, "transfer").values()] == [[3.0], [2.0, 1.5]]

@@ -333,6 +333,24 @@ def _curves(r: dict[str, Any]) -> tuple[list[float], list[float]]:
     return [float(v) for v in history], loss
 
 
+STAGE_ORDER = ("source", "joint", "target")
+
+
+def logged_stages(out: Path, seed: Any, name: str) -> dict[str, Any]:
+    """A neural model's per-stage training log (``done.json``: epochs, loss, validation) that ``run`` leaves in
+    ``out/work/seed<seed>/<name>/stages/``, for models whose metrics.json entry has no ``stages``; {} if none."""
+    import json
+
+    found = {}
+    for path in sorted((Path(out) / "work" / f"seed{seed}" / name / "stages").glob("*/done.json")):
+        try:
+            found[path.parent.name] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
+
 def plot(metrics: dict[str, Any], out: Path) -> list[Figure]:
     """Write the SVG plots into ``out``; returns them (name, caption, inline SVG) in reading order."""
     import matplotlib
@@ -413,7 +431,10 @@ def plot(metrics: dict[str, Any], out: Path) -> list[Figure]:
         # 3. training curves: validation per epoch (and training loss when recorded); identical curves merged
         curves: dict[tuple[tuple[float, ...], tuple[float, ...]], list[str]] = {}
         for m in names:
-            val, loss = _curves(models[m])
+            r = models[m]
+            if not r.get("stages") and r.get("history"):  # run's metrics.json: the losses are in the work dir
+                r = {**r, "stages": logged_stages(out, (metrics.get("seeds") or [0])[0], m)}
+            val, loss = _curves(r)
             if val or loss:
                 curves.setdefault((tuple(val), tuple(loss)), []).append(m)
         if curves:
