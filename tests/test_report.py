@@ -118,11 +118,21 @@ def test_headline_winner_lift_and_bootstrap_per_seed(tmp_path: Path) -> None:
     [
         BOOTSTRAP[0],  # one mapping
         {"0": {k: v for k, v in BOOTSTRAP[0].items() if k != "seed"}},  # seed → mapping
+        {"baseline": "target_only", "per_seed": [{k: v for k, v in BOOTSTRAP[0].items() if k != "baseline"}]},
     ],
 )
 def test_bootstrap_shapes(shape: Any) -> None:
     lines = headline(fake_metrics(["target_only", "transfer"], [0], bootstrap=shape))
-    assert "seed 0: +0.0123 [+0.0040, +0.0200] (+12.0%)" in lines[1]
+    assert "seed 0: +0.0123 [+0.0040, +0.0200] (+12.0%)" in lines[1] and "− target_only" in lines[1]
+
+
+def test_bootstrap_with_missing_values_shows_what_is_there(tmp_path: Path) -> None:
+    partial = [{"seed": 0, "mean_diff": 0.01, "ci_low": None, "ci_high": None}, {"seed": 1, "rel_lift": 0.2}]
+    metrics = fake_metrics(["target_only", "transfer"], [0, 1], bootstrap=partial)
+    (line,) = headline(metrics)[1:]
+    assert "seed 0: +0.0100;" in line and "seed 1" not in line and "no interval given" in line
+    write_report(metrics, tmp_path)
+    assert "| transfer | 0 | - | +0.0100 | - | - |" in (tmp_path / "report.md").read_text()
 
 
 def test_without_bootstrap_the_report_says_nothing_about_it(tmp_path: Path) -> None:

@@ -148,24 +148,41 @@ def verdict(metrics: dict[str, Any]) -> str:
 BOOTSTRAP_KEYS = ("mean_diff", "rel_lift", "ci_low", "ci_high", "baseline")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # not NaN
+
+
+def _has_interval(e: dict[str, Any]) -> bool:
+    return _number(e.get("ci_low")) and _number(e.get("ci_high"))
+
+
 def bootstrap_entries(entry: Any, seeds: list[Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``models[name]["bootstrap"]`` in any of its documented shapes as (seed, result) pairs; [] when absent."""
+    """``models[name]["bootstrap"]`` in any of its documented shapes as (seed, result) pairs; [] when absent.
+    Also accepted: a mapping whose ``per_seed`` (or ``seeds``) list holds the per-seed results, its other keys
+    (e.g. ``baseline``) applying to each."""
     if not entry:
         return []
+    if isinstance(entry, dict) and isinstance(entry.get("per_seed", entry.get("seeds")), list):
+        shared = {k: v for k, v in entry.items() if k not in ("per_seed", "seeds")}
+        entry = [{**shared, **e} for e in entry.get("per_seed", entry.get("seeds")) if isinstance(e, dict)]
     if isinstance(entry, dict) and any(k in entry for k in BOOTSTRAP_KEYS):
         seed = entry.get("seed", seeds[0] if len(seeds) == 1 else "all")
         pairs = [(str(seed), entry)]
     elif isinstance(entry, dict):
         pairs = [(str(seed), value) for seed, value in entry.items()]
     elif isinstance(entry, list):
-        pairs = [(str(e.get("seed", seeds[i] if i < len(seeds) else i)), e) for i, e in enumerate(entry)]
+        pairs = [
+            (str(e.get("seed", seeds[i] if i < len(seeds) else i)), e)
+            for i, e in enumerate(entry)
+            if isinstance(e, dict)
+        ]
     else:
         return []
-    return [(seed, e) for seed, e in pairs if isinstance(e, dict) and "mean_diff" in e]
+    return [(seed, e) for seed, e in pairs if isinstance(e, dict) and _number(e.get("mean_diff"))]
 
 
 def _signed(value: Any, digits: int = 4) -> str:
-    return f"{float(value):+.{digits}f}" if isinstance(value, int | float) else "?"
+    return f"{float(value):+.{digits}f}" if _number(value) else "?"
 
 
 def bootstrap_lines(metrics: dict[str, Any]) -> list[str]:
@@ -178,14 +195,14 @@ def bootstrap_lines(metrics: dict[str, Any]) -> list[str]:
         parts, above = [], 0
         for seed, e in entries:
             text = f"seed {seed}: {_signed(e['mean_diff'])}"
-            if "ci_low" in e and "ci_high" in e:
+            if _has_interval(e):
                 text += f" [{_signed(e['ci_low'])}, {_signed(e['ci_high'])}]"
                 above += float(e["ci_low"]) > 0
-            if isinstance(e.get("rel_lift"), int | float):
+            if _number(e.get("rel_lift")):
                 text += f" ({e['rel_lift'] * 100:+.1f}%)"
             parts.append(text)
         baselines = sorted({str(e.get("baseline", "the best baseline")) for _, e in entries})
-        with_ci = sum("ci_low" in e and "ci_high" in e for _, e in entries)
+        with_ci = sum(_has_interval(e) for _, e in entries)
         summary = f"the interval is above 0 on {above} of {with_ci} seed(s)" if with_ci else "no interval given"
         lines.append(
             f"Paired bootstrap of **{name}** − {' / '.join(baselines)} on cold-start test {HEADLINE.upper()}, "
@@ -276,11 +293,11 @@ def _std(r: dict[str, Any], bucket: str) -> float:
 
 
 def _interval(e: dict[str, Any]) -> str:
-    return f"[{_signed(e['ci_low'])}, {_signed(e['ci_high'])}]" if "ci_low" in e and "ci_high" in e else "-"
+    return f"[{_signed(e['ci_low'])}, {_signed(e['ci_high'])}]" if _has_interval(e) else "-"
 
 
 def _lift(e: dict[str, Any]) -> str:
-    return f"{e['rel_lift'] * 100:+.1f}%" if isinstance(e.get("rel_lift"), int | float) else "-"
+    return f"{e['rel_lift'] * 100:+.1f}%" if _number(e.get("rel_lift")) else "-"
 
 
 def json_params(params: list[dict[str, Any]]) -> str:
