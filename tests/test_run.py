@@ -56,7 +56,7 @@ def test_metrics_contract(run_dir: Path) -> None:
 
 
 def test_report_files(run_dir: Path) -> None:
-    for name in ("report.md", "report.html", "models.png", "history.png"):
+    for name in ("report.md", "report.html", "models.svg", "history.svg"):
         assert (run_dir / name).stat().st_size > 0, name
     md = (run_dir / "report.md").read_text()
     assert "Best on cold-start test NDCG@10" in md and "| cooccurrence |" in md

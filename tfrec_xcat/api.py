@@ -50,13 +50,14 @@ def run(config: Config, out: str | Path, models: list[str] | None = None, *, pro
     return run_experiment(config, out, models, progress=progress)
 
 
-def train(config: Config, out: str | Path, *, strategy: Any = None) -> dict[str, Any]:
+def train(config: Config, out: str | Path, *, strategy: Any = None, progress: bool = False) -> dict[str, Any]:
     """Train the configured transfer two-tower on the first seed's split (resumable) and save it for export.
 
     Args:
         config: the configuration (``[model]``, ``[training]``; ``[training] strategy`` for distribution).
         out: the run directory: ``model/`` (for :func:`export`), ``metrics.json``, ``work/`` (checkpoints, logs).
         strategy: a ``tf.distribute.Strategy`` made before any other TensorFlow op (default: from the config).
+        progress: print a line per epoch of each stage (loss, examples/s, validation) on stderr.
 
     Returns:
         The metrics written to ``out/metrics.json``.
@@ -67,7 +68,7 @@ def train(config: Config, out: str | Path, *, strategy: Any = None) -> dict[str,
         from tfrec_xcat.training.trainer import make_strategy
 
         strategy = make_strategy(config.training.strategy)
-    return run_training(config, out, strategy=strategy)
+    return run_training(config, out, strategy=strategy, progress=progress)
 
 
 def tune(config: Config, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:

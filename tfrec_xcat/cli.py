@@ -76,13 +76,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tfrec_xcat.api import train
 
-    metrics = train(config_from_args(args), args.out)
+    metrics = train(config_from_args(args), args.out, progress=not args.quiet)
     result = metrics["models"]["transfer"]
     print(
         f"cold-start val NDCG@10 {result['cold_start_val']['ndcg@10']:.4f}, "
         f"cold-start test NDCG@10 {result['cold_start_test']['ndcg@10']:.4f}, "
         f"{result['examples_per_second']:,.0f} examples/s; wrote {args.out}"
     )
+    work = Path(args.out) / "work"
+    print(f"per-epoch checkpoints: {work / 'checkpoints'}/<stage>/; model for export: {Path(args.out) / 'model'}")
+    print(f"TensorBoard logs: {work / 'tensorboard'} (tensorboard --logdir {work / 'tensorboard'})")
     return 0
 
 
@@ -273,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the configured transfer model; checkpoints, resume, TensorBoard")
     add_data_options(p)
     p.add_argument("--out", required=True, help="run directory (re-running the same command resumes)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="write the trained model as TF Serving SavedModels (stock ops only)")

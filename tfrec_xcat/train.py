@@ -31,8 +31,9 @@ def worker_index() -> int:
     return int(config.get("task", {}).get("index", 0))
 
 
-def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> dict[str, Any]:
-    """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``."""
+def run_training(config: Config, out: str | Path, *, strategy: Any = None, progress: bool = False) -> dict[str, Any]:
+    """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``
+    (``progress``: a line per epoch of each stage on stderr)."""
     from tfrec_xcat.training.trainer import train
 
     out = Path(out)
@@ -53,6 +54,7 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None) -> di
         seed=seed,
         with_ratings=prepared.data.has_ratings,
         strategy=strategy,
+        progress=progress,
     )
     scorer = result.model.row_scorer()
     m = prepared.m

@@ -14,6 +14,7 @@ it beside a trained model's weights and read it back for export.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,14 +71,23 @@ class FeatureSpace:
 
 
 def tokenize(texts: list[str], max_tokens: int, vocab_size: int) -> tuple[np.ndarray, list[str]]:
-    """Adapt a ``TextVectorization`` on ``texts`` and return their token ids and the vocabulary."""
+    """Adapt a ``TextVectorization`` on ``texts`` and return their token ids and the vocabulary.
+
+    Memoised: a run builds the feature space of the same item texts for every model and seed, and each fresh
+    layer's ``adapt`` traces a new tf.function (TensorFlow warns of retracing from the fifth)."""
+    tokens, vocabulary = _tokenize(tuple(texts), max_tokens, vocab_size)
+    return tokens.copy(), list(vocabulary)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenize(texts: tuple[str, ...], max_tokens: int, vocab_size: int) -> tuple[np.ndarray, tuple[str, ...]]:
     import tensorflow as tf
     import tf_keras
 
     layer = tf_keras.layers.TextVectorization(max_tokens=vocab_size, output_sequence_length=max_tokens)
-    layer.adapt(tf.data.Dataset.from_tensor_slices(texts).batch(4096))
+    layer.adapt(tf.data.Dataset.from_tensor_slices(list(texts)).batch(4096))
     tokens = layer(tf.constant(texts)).numpy().astype(np.int32) if texts else np.zeros((0, max_tokens), np.int32)
-    return tokens, list(layer.get_vocabulary())
+    return tokens, tuple(layer.get_vocabulary())
 
 
 def history_table(

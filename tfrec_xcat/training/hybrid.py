@@ -36,7 +36,7 @@ from tfrec_xcat.baselines.rp3beta import Rp3Beta
 from tfrec_xcat.models.ranking_spec import RankerSpec
 from tfrec_xcat.pipeline import PreparedSeed
 from tfrec_xcat.recommender import Recommender
-from tfrec_xcat.training.variants import NeuralModel, TransferDeep
+from tfrec_xcat.training.variants import NeuralModel, TransferWideDeep
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Transfer(Recommender):
     """The shipped ``transfer`` model (see the module docstring)."""
 
     grid: ClassVar[list[dict[str, Any]]] = [{}]
-    deep_class: ClassVar[type[NeuralModel]] = TransferDeep
+    deep_class: ClassVar[type[NeuralModel]] = TransferWideDeep
 
     def fit(self, prepared: PreparedSeed) -> None:
         spec = prepared.config.ranker

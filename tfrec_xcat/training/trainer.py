@@ -183,8 +183,12 @@ def train(
     with_ratings: bool = False,
     callbacks: list[tf_keras.callbacks.Callback] | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    progress: bool = False,
 ) -> TrainResult:
-    """Train an :class:`XcatModel` on ``train_frame`` (training interactions) as ``spec.mode`` says."""
+    """Train an :class:`XcatModel` on ``train_frame`` (training interactions) as ``spec.mode`` says
+    (``progress``: a line per epoch on stderr, see :mod:`tfrec_xcat.training.progress`)."""
+    from tfrec_xcat.training.progress import StageProgress, say
+
     workdir = Path(workdir)
     signature = json.dumps(
         {
@@ -233,12 +237,14 @@ def train(
             if not model.built:
                 with strategy.scope():
                     model.build_variables()
-            model.load_weights(str(done / "weights"))
+            model.load_weights(str(done / "weights")).expect_partial()  # weights only: no optimizer-state warnings
             info[name] = {**json.loads((done / "done.json").read_text()), "epochs_run": 0, "resumed": True}
             history = info[name].get("history", [])
             if info[name].get("examples_per_second"):
                 rates.append(float(info[name]["examples_per_second"]))
             log.info("stage %s: already finished, weights restored from %s", name, done)
+            if progress:
+                say(f"[{name}] finished before: weights restored from {done}")
             continue
         with strategy.scope():
             model.compile(optimizer=make_optimizer(spec))
@@ -262,16 +268,21 @@ def train(
         if stopper is not None:
             stage_callbacks.append(stopper)
         stage_callbacks.append(tf_keras.callbacks.TensorBoard(str(workdir / "tensorboard" / name), write_graph=False))
+        if progress:  # last: reads what Throughput and ValidationStopping put into the epoch logs
+            stage_callbacks.append(StageProgress(name, epochs))
         nan_guard = NanGuard()  # first, so no later callback (checkpoint, early stopping) sees the NaN epoch
         stage_callbacks.insert(0, nan_guard)
         t0 = time.perf_counter()
-        model.fit(dataset(feats, spec.batch_size, seed), epochs=epochs, callbacks=stage_callbacks, verbose=spec.verbose)
+        fitted = model.fit(
+            dataset(feats, spec.batch_size, seed), epochs=epochs, callbacks=stage_callbacks, verbose=spec.verbose
+        )
         nan_guard.check(name)
         info[name] = {
             "examples": n,
             "epochs_run": len(throughput.rates),
             "seconds": time.perf_counter() - t0,
             "examples_per_second": float(np.median(throughput.rates)) if throughput.rates else 0.0,
+            "loss": [float(v) for v in fitted.history.get("loss", [])],  # per epoch, for the report's curves
         }
         rates.extend(throughput.rates)
         if stopper is not None:
