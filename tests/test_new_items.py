@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -14,7 +15,7 @@ from tfrec_xcat.baselines.popularity import Popularity
 from tfrec_xcat.config import Config, load_config
 from tfrec_xcat.data.dataset import ShopData
 from tfrec_xcat.evaluation.evaluate import evaluate_new_items, evaluate_segment, summarize
-from tfrec_xcat.experiment import fit_and_evaluate, run_experiment
+from tfrec_xcat.experiment import Fitted, fit_and_evaluate, new_item_significance, run_experiment
 from tfrec_xcat.pipeline import PreparedSeed, load_data, prepare_seed
 
 FRACTION = 0.2
@@ -163,3 +164,25 @@ def test_run_reports_the_new_items_segment(small_shop_dir: Path, tmp_path: Path)
     models = metrics["models"]
     assert models["content_knn"]["new_items"]["full"]["ndcg@10"] > models["popularity"]["new_items"]["full"]["ndcg@10"]
     assert "content_knn" in metrics["baselines"]
+    md = (tmp_path / "report.md").read_text()
+    assert "## New items: test users' held-out interactions" in md and "ndcg@10 (among new)" in md
+    assert "| content_knn |" in md.split("## New items: test users")[1] and "New items: 24 target items" in md
+    assert "New items: test users" in (tmp_path / "report.html").read_text()
+
+
+def test_new_item_bootstrap_pairs_transfer_with_the_best_baseline_on_new_items() -> None:
+    def fitted(values: list[float], new_ndcg: float | None) -> Fitted:
+        per_user = pd.Series(values, index=[3, 5, 8])
+        summary: dict = {"cold_start_test": {"ndcg@10": 0.1}}
+        if new_ndcg is None:
+            return Fitted(summary, per_user)
+        summary["new_items"] = {"full": {"ndcg@10": new_ndcg}}
+        return Fitted(summary, per_user, per_user)
+
+    runs = {"transfer": fitted([0.5, 0.6, 0.7], 0.6), "content_knn": fitted([0.1, 0.2, 0.3], 0.2)}
+    runs["popularity"] = fitted([0.0, 0.0, 0.0], 0.0)
+    test = new_item_significance(runs, seed=0)
+    assert test is not None and test["baseline"] == "content_knn" and test["ranking"] == "full"
+    assert test["mean_diff"] == pytest.approx(0.4) and test["ci_low"] > 0
+    assert new_item_significance({**runs, "transfer": fitted([0.5, 0.6, 0.7], None)}, seed=0) is None
+    assert new_item_significance({"content_knn": runs["content_knn"]}, seed=0) is None
