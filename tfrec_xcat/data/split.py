@@ -16,6 +16,7 @@ their held-out interactions are the same as with ``new_item_fraction = 0``: new 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,8 @@ import pandas as pd
 
 from tfrec_xcat.data.dataset import ShopData
 from tfrec_xcat.validation import check_number
+
+log = logging.getLogger(__name__)
 
 SEGMENTS = ("cold_start_test", "cold_start_val", "warm_test")
 #: The new-item segments: held-out interactions with new items of TEST users (cold-start test and warm test
@@ -140,6 +143,8 @@ def pick_new_items(data: ShopData, target: str, fraction: float, seed: int) -> n
     catalog = items.loc[items["category"] == target, "item_id"].to_numpy()
     candidates = np.intersect1d(interacted.astype(str), catalog.astype(str)).astype(object)
     (new,) = _pick(candidates, [fraction], np.random.default_rng([seed, 3]))
+    if fraction > 0 and not len(new):
+        log.warning("new_item_fraction = %g of %d %s items rounds to no new item", fraction, len(candidates), target)
     return new
 
 
