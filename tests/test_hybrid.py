@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from tfrec_xcat.baselines.itemknn import ItemKnn
 from tfrec_xcat.baselines.rp3beta import Rp3Beta
 from tfrec_xcat.config import load_config
 from tfrec_xcat.evaluation.bootstrap import paired_bootstrap
-from tfrec_xcat.features.memorisation import cooccurrence_counts, memorisation_scores
+from tfrec_xcat.features.memorisation import memorisation_scores
 from tfrec_xcat.features.sparse import top_k_per_row
 from tfrec_xcat.pipeline import PreparedSeed, prepare_seed
 from tfrec_xcat.training.hybrid import PSEUDO_COLD, Transfer, pseudo_cold_split
@@ -151,23 +152,32 @@ def test_ranker_never_sees_validation_or_test_users(ctx: PreparedSeed, monkeypat
 
 # ----------------------------------------------------------------------------------------- memorisation
 def test_memorisation_leaves_each_user_out(ctx: PreparedSeed) -> None:
-    """A training user's score for their own target item counts every OTHER overlap user, never themselves."""
+    """A training user's score for their own target item counts every OTHER overlap user, never themselves; a
+    cold-start user's score is the plain sum over the source items of the history the model reads."""
+    spec = dataclasses.replace(ctx.config.model, memorisation=True, memorisation_per_user=10**6)
+    space, _ = ctx.training_inputs(spec, "full")
     m = ctx.m
-    counts = cooccurrence_counts(m)
-    scores = memorisation_scores(m, counts, per_user=10**6).toarray()
-    both = m.overlap_rows()
     s, t = m.source.toarray(), m.target.toarray()
+    source_model = space.item_index(m.source_items)
+    both = m.overlap_rows()
+    train = space.memorisation_train.toarray()
     for row in both[:25]:
+        in_history = np.isin(source_model, space.history[row + 1])
         others = both[both != row]
-        expected = s[row] @ (s[others].T @ t[others])
-        np.testing.assert_allclose(scores[row], expected, atol=1e-4)
-    cold = ctx.m.segment_users["cold_start_val"][:10]  # not in C: the plain sum over their source items
-    np.testing.assert_allclose(scores[cold], s[cold] @ (s[both].T @ t[both]), atol=1e-4)
+        expected = in_history.astype(float) @ (s[others].T @ t[others])
+        np.testing.assert_allclose(train[row + 1], expected, atol=1e-4)
+    cold = m.segment_users["cold_start_val"][:10]
+    exact = memorisation_scores(space.history[cold + 1], space.memorisation).toarray()
+    hot = np.stack([np.isin(source_model, space.history[r + 1]) for r in cold]).astype(float)
+    np.testing.assert_allclose(exact, hot @ (s[both].T @ t[both]), atol=1e-4)
+    np.testing.assert_allclose(train[cold + 1], exact, atol=1e-4)  # nothing of theirs to leave out
 
 
 def test_memorisation_keeps_the_largest_per_user(ctx: PreparedSeed) -> None:
-    full = memorisation_scores(ctx.m, cooccurrence_counts(ctx.m), per_user=10**6).toarray()
-    kept = memorisation_scores(ctx.m, cooccurrence_counts(ctx.m), per_user=3).toarray()
+    full_spec = dataclasses.replace(ctx.config.model, memorisation=True, memorisation_per_user=10**6)
+    full = ctx.training_inputs(full_spec, "full")[0].memorisation_train.toarray()
+    kept = ctx.training_inputs(dataclasses.replace(full_spec, memorisation_per_user=3), "full")[0]
+    kept = kept.memorisation_train.toarray()
     assert (np.count_nonzero(kept, axis=1) <= 3).all()
     for row in np.flatnonzero(np.count_nonzero(full, axis=1) > 3)[:20]:
         assert np.sort(kept[row][kept[row] > 0])[::-1].tolist() == np.sort(full[row])[::-1][:3].tolist()

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from tfrec_xcat.config import Config
 from tfrec_xcat.data.dataset import ShopData
@@ -28,6 +30,7 @@ from tfrec_xcat.data.split import ColdStartSplit, make_split
 from tfrec_xcat.data.synthetic import ensure_synthetic
 from tfrec_xcat.evaluation.evaluate import Scorer, cold_start_validator
 from tfrec_xcat.features.matrices import SplitMatrices
+from tfrec_xcat.features.memorisation import cooccurrence_counts, training_scores
 from tfrec_xcat.features.space import FeatureSpace, build_feature_space, training_view
 from tfrec_xcat.models.spec import ModelSpec
 
@@ -97,8 +100,15 @@ class PreparedSeed:
         return self._spaces[key]
 
     def training_inputs(self, spec: ModelSpec, mode: str) -> tuple[FeatureSpace, pd.DataFrame]:
-        """The feature space and training interactions a two-tower of ``spec`` trains on in ``mode``."""
-        return training_view(self.feature_space(spec), self.split.train, mode)
+        """The feature space and training interactions a two-tower of ``spec`` trains on in ``mode`` (with the
+        memorisation counts and leave-one-out training scores when ``spec.memorisation`` is on)."""
+        space, frame = training_view(self.feature_space(spec), self.split.train, mode)
+        if not spec.memorisation:
+            return space, frame
+        counts = cooccurrence_counts(self.m, space.item_index(self.m.source_items), space.n_items)
+        own = sp.vstack([sp.csr_matrix((1, self.m.target.shape[1]), dtype=np.float32), self.m.target]).tocsr()
+        train_scores = training_scores(space.history, counts, own, spec.memorisation_per_user)
+        return dataclasses.replace(space, memorisation=counts, memorisation_train=train_scores), frame
 
     def in_workdir(self, *parts: str) -> PreparedSeed:
         """The same inputs with a work directory below this one (or below ``runs/work`` when there is none)."""

@@ -111,6 +111,40 @@ class RetrievalServable(_UserQuery):
             np.asarray(popularity, np.float32)[target_items], trainable=False, name="target_popularity"
         )
         self.n_target = len(target_items)
+        self.wide = model.memorisation is not None
+        if self.wide:  # C transposed (target column × model item), for one sparse-dense product per request
+            counts = model.memorisation_counts.T.tocoo()
+            order = np.lexsort((counts.col, counts.row))
+            self.counts_indices = tf.Variable(
+                np.stack([counts.row[order], counts.col[order]], axis=1).astype(np.int64),
+                trainable=False,
+                name="memorisation_indices",
+            )
+            self.counts_values = tf.Variable(
+                counts.data[order].astype(np.float32), trainable=False, name="memorisation"
+            )
+            self.n_items = space.n_items
+            self.target_items = tf.constant(target_items, tf.int32)
+
+    def wide_scores(self, history: tf.Tensor) -> tf.Tensor:
+        """(B, n_target): alpha · log(1 + co-occurrence counts of each history's items), as the model scores."""
+        found = tf.where(history > 0)
+        items = tf.cast(tf.gather_nd(history, found), tf.int64)
+        pairs = tf.stack([found[:, 0], items], axis=1)
+        shape = tf.stack([tf.cast(tf.shape(history)[0], tf.int64), tf.constant(self.n_items + 1, tf.int64)])
+        hot = tf.minimum(tf.scatter_nd(pairs, tf.ones_like(items, tf.float32), shape), 1.0)
+        counts = tf.sparse.SparseTensor(self.counts_indices, self.counts_values, [self.n_target, self.n_items + 1])
+        wide = tf.transpose(tf.sparse.sparse_dense_matmul(counts, hot, adjoint_b=True))
+        return self.model.memorisation.alpha * tf.math.log1p(wide)
+
+    def prior(self) -> tf.Tensor:
+        """(n_target,) the learned item prior of the wide term."""
+        return tf.gather(self.model.memorisation.prior.embeddings[:, 0], self.target_items)
+
+    def scored_query(self, users: tf.Tensor, history: tf.Tensor) -> tf.Tensor:
+        """The query whose dot product with the target vectors is the deep part of the score."""
+        query = self.query(users, history)
+        return query / self.model.spec.temperature if self.wide else query
 
     @tf.function(
         input_signature=[
@@ -121,7 +155,9 @@ class RetrievalServable(_UserQuery):
     )
     def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         users, effective, usable, owned = self.resolve_all(user_id, history)
-        scores = tf.matmul(self.query(users, effective), self.target_vectors, transpose_b=True)
+        scores = tf.matmul(self.scored_query(users, effective), self.target_vectors, transpose_b=True)
+        if self.wide:
+            scores += self.wide_scores(effective) + self.prior()[None, :]
         fallback = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
         scores = tf.where(usable[:, None], scores, fallback)
         # never recommend what the user has
@@ -147,18 +183,26 @@ class RetrievalServable(_UserQuery):
         ]
     )
     def user_query(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Signature ``query``: the target query vectors (for batch scoring), and whether each user is usable."""
+        """Signature ``query``: the target query vectors (for batch scoring), and whether each user is usable; a
+        wide & deep model also returns ``wide`` [B, n_target], so score = query · vector + prior + wide."""
         users, effective, usable = self.resolve(user_id, history)
-        return {"query": self.query(users, effective), "usable": usable}
+        out = {"query": self.scored_query(users, effective), "usable": usable}
+        if self.wide:
+            out["wide"] = self.wide_scores(effective)
+        return out
 
     @tf.function(input_signature=[])
     def candidates(self) -> dict[str, tf.Tensor]:
-        """Signature ``candidates``: every target item's id, vector and training popularity."""
-        return {
+        """Signature ``candidates``: every target item's id, vector and training popularity (and, for a wide & deep
+        model, its learned ``prior``)."""
+        out = {
             "item_ids": tf.identity(self.target_ids),
             "vectors": tf.identity(self.target_vectors),
             "popularity": tf.identity(self.popularity),
         }
+        if self.wide:
+            out["prior"] = self.prior()
+        return out
 
     def signatures(self) -> dict[str, object]:
         return {"serving_default": self.serve, "query": self.user_query, "candidates": self.candidates}

@@ -43,8 +43,10 @@ class FeatureSpace:
     source: str
     target: str
     item_popularity: np.ndarray | None = None  # (n_items + 1,) training interactions per item
-    # (n_users + 1, n_target_items) leave-one-out co-occurrence scores (features.memorisation), when used
+    # memorisation (features.memorisation), when the model uses it: C in model item indices
+    # ((n_items + 1) × n_target), and the leave-one-out training scores ((n_users + 1) × n_target; not saved)
     memorisation: sp.csr_matrix | None = None
+    memorisation_train: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -166,6 +168,8 @@ def save_space(space: FeatureSpace, directory: Path) -> None:
         history=space.history,
         item_popularity=space.item_popularity,
     )
+    if space.memorisation is not None:
+        sp.save_npz(directory / "memorisation.npz", space.memorisation.tocsr())
     meta = {
         "categories": space.categories,
         "vocabulary": space.vocabulary,
@@ -192,4 +196,7 @@ def load_space(directory: Path) -> FeatureSpace:
         source=meta["source"],
         target=meta["target"],
         item_popularity=arrays.get("item_popularity"),
+        memorisation=sp.load_npz(directory / "memorisation.npz").tocsr()
+        if (directory / "memorisation.npz").is_file()
+        else None,
     )

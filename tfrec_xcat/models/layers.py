@@ -63,6 +63,8 @@ class Memorisation(tf_keras.layers.Layer):
     def __init__(self, keys: np.ndarray, values: np.ndarray, n_items: int, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.stride = n_items + 1
+        if len(keys) == 0:  # a model loaded for export or scoring: no training table, one key that is never used
+            keys, values = np.array([-1], np.int64), np.zeros(1, np.float32)
         init = tf.lookup.KeyValueTensorInitializer(
             tf.constant(keys, tf.int64), tf.constant(np.log1p(values).astype(np.float32), tf.float32)
         )

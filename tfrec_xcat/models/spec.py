@@ -33,8 +33,8 @@ class ModelSpec:
     grl_schedule: str = "dann"  # "constant" or "dann": 2/(1+exp(-10p))-1
     grl_on_users: bool = False
     # memorisation (wide) term: score += alpha · log(1 + co-occurrence of the user's source items with the item)
-    # + a learned item prior, trained jointly with the towers (the hybrid ``transfer`` turns it on)
-    memorisation: bool = False
+    # + a learned item prior, trained jointly with the towers (features.memorisation; off for target_only)
+    memorisation: bool = True
     memorisation_per_user: int = 1000  # largest co-occurrence scores kept per user
 
     def __post_init__(self) -> None:
@@ -55,3 +55,4 @@ class ModelSpec:
             check_number(name, getattr(self, name), ge=0, lt=1)
         for name in ("ranking_weight", "grl_weight", "grl_lambda_max"):
             check_number(name, getattr(self, name), ge=0)
+        check_number("memorisation_per_user", self.memorisation_per_user, ge=1, le=1_000_000, integer=True)

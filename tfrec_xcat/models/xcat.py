@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras
 
+from tfrec_xcat.features.memorisation import memorisation_scores
 from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.layers import GradientReversal, Memorisation, grl_lambda
 from tfrec_xcat.models.spec import ModelSpec
@@ -75,15 +76,19 @@ class XcatModel(tfrs.Model):
         self.domain_accuracy = tf_keras.metrics.BinaryAccuracy(threshold=0.0, name="domain_accuracy")
         # wide & deep: a learned co-occurrence term + item prior added to the towers' logits
         self.memorisation = None
-        self.memorisation_rows: sp.csr_matrix | None = None
+        self.memorisation_counts: sp.csr_matrix | None = None
+        self.history_array = space.history
         if spec.memorisation:
             if space.memorisation is None:
-                raise ValueError("ModelSpec.memorisation is on but the feature space has no memorisation scores")
-            target_items = space.items_of(space.target)
-            coo = space.memorisation.tocoo()
-            keys = coo.row.astype(np.int64) * (space.n_items + 1) + target_items[coo.col].astype(np.int64)
-            self.memorisation = Memorisation(keys, coo.data, space.n_items, name="memorisation")
-            self.memorisation_rows = space.memorisation.tocsr()
+                raise ValueError("ModelSpec.memorisation is on but the feature space has no memorisation counts")
+            self.memorisation_counts = space.memorisation.tocsr()
+            keys, values = np.zeros(0, np.int64), np.zeros(0, np.float32)
+            if space.memorisation_train is not None:  # training: the leave-one-out scores, looked up per pair
+                target_items = space.items_of(space.target)
+                coo = space.memorisation_train.tocoo()
+                keys = coo.row.astype(np.int64) * (space.n_items + 1) + target_items[coo.col].astype(np.int64)
+                values = coo.data
+            self.memorisation = Memorisation(keys, values, space.n_items, name="memorisation")
             self.retrieval_loss = tf_keras.losses.CategoricalCrossentropy(from_logits=True, reduction=sum_)
 
     def build_variables(self) -> None:
@@ -193,17 +198,20 @@ class XcatModel(tfrs.Model):
                 return self.user_vectors(np.asarray(rows, dtype=np.int32) + 1) @ items.T
 
             return scores
-        alpha = float(self.memorisation.alpha.numpy())
-        prior = self.memorisation.prior.embeddings.numpy()[self.target_items.numpy(), 0]
-        memo = self.memorisation_rows
 
         def wide_and_deep(rows: np.ndarray) -> np.ndarray:
             users = np.asarray(rows, dtype=np.int32) + 1
-            wide = memo[users].toarray()
-            np.log1p(wide, out=wide)
-            return self.user_vectors(users) @ items.T / self.spec.temperature + alpha * wide + prior
+            return self.user_vectors(users) @ items.T / self.spec.temperature + self.wide_scores(users)
 
         return wide_and_deep
+
+    def wide_scores(self, users: np.ndarray) -> np.ndarray:
+        """The memorisation term of users (model indices) for every target item, from their history (exact)."""
+        assert self.memorisation is not None and self.memorisation_counts is not None
+        alpha = float(self.memorisation.alpha.numpy())
+        prior = self.memorisation.prior.embeddings.numpy()[self.target_items.numpy(), 0]
+        counts = memorisation_scores(self.history_array[users], self.memorisation_counts).toarray()
+        return alpha * np.log1p(counts) + prior
 
     def user_vectors(self, users: np.ndarray, batch: int = 2048) -> np.ndarray:
         """Target queries of users (model indices) from their full training history."""

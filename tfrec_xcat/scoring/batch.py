@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from tfrec_xcat.data.dataset import ShopData
@@ -48,6 +49,7 @@ class Retrieval:
     vectors: np.ndarray  # [n, d] float32
     popularity: np.ndarray  # [n] float32
     column: dict[str, int] = field(default_factory=dict)  # item id → position in item_ids / vectors
+    wide: bool = False  # a wide & deep model: vectors end with the item prior, queries get a 1 and a wide term
     loaded: Any = None  # the SavedModel object, which keeps the signatures' resources alive
 
 
@@ -78,12 +80,17 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
         raise XcatError(f"{where}: not an xcat_retrieval model (no query/candidates signatures)")
     candidates = loaded.signatures["candidates"]()
     item_ids = decode(candidates["item_ids"].numpy())
+    vectors = candidates["vectors"].numpy().astype(np.float32)
+    wide = "prior" in candidates
+    if wide:  # score = query · vector + prior + wide: the prior rides on an extra dimension
+        vectors = np.concatenate([vectors, candidates["prior"].numpy().astype(np.float32)[:, None]], axis=1)
     return Retrieval(
         path=where,
         version=version,
         query=loaded.signatures["query"],
         item_ids=item_ids,
-        vectors=candidates["vectors"].numpy().astype(np.float32),
+        vectors=vectors,
+        wide=wide,
         popularity=candidates["popularity"].numpy().astype(np.float32),
         column={item: i for i, item in enumerate(item_ids)},
         loaded=loaded,
@@ -224,9 +231,20 @@ def score_block(
     column = retrieval.column
     width = max(1, max(len(h) for h in hist))
     padded = encode([h + [""] * (width - len(h)) for h in hist])
-    result = retrieval.query(user_id=encode(list(users)), history=padded)
-    queries = result["query"].numpy().astype(np.float32)
-    usable = result["usable"].numpy()
+    ids = encode(list(users))
+    add = None
+    if retrieval.wide:  # the wide term is dense per call: a few hundred users at a time
+        parts = [
+            retrieval.query(user_id=ids[i : i + 256], history=padded[i : i + 256]) for i in range(0, len(ids), 256)
+        ]
+        queries = np.concatenate([p["query"].numpy() for p in parts]).astype(np.float32)
+        queries = np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
+        usable = np.concatenate([p["usable"].numpy() for p in parts])
+        add = sp.vstack([sp.csr_matrix(p["wide"].numpy()) for p in parts]).tocsr()
+    else:
+        result = retrieval.query(user_id=ids, history=padded)
+        queries = result["query"].numpy().astype(np.float32)
+        usable = result["usable"].numpy()
     rows, cols = [], []
     for r, items in enumerate(owned):
         c = [column[i] for i in items if i in column]
@@ -234,7 +252,7 @@ def score_block(
         cols.extend(c)
     exclude = (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))
     index = index or build_index("brute", retrieval.vectors, k)
-    top_cols, top_scores = index.top_k(queries, k, exclude)
+    top_cols, top_scores = index.top_k(queries, k, exclude, add=add)
     if (~usable).any():  # the popularity path, as the online model takes it
         sub = np.flatnonzero(~usable)
         pop_exclude = exclusions_of(exclude, sub, len(users))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from tfrec_xcat.errors import XcatError
 
@@ -26,9 +27,14 @@ class Index(Protocol):
     name: str
 
     def top_k(
-        self, queries: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray]
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: tuple[np.ndarray, np.ndarray],
+        add: sp.csr_matrix | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(cols, scores) of each query's best ``k`` items, best first, excluding (rows, cols) of ``exclude``."""
+        """(cols, scores) of each query's best ``k`` items by ``queries @ vectors.T + add``, best first, excluding
+        (rows, cols) of ``exclude``."""
         ...
 
 
@@ -38,6 +44,7 @@ def top_k_blocked(
     k: int,
     exclude: tuple[np.ndarray, np.ndarray],
     block_bytes: int = 8 << 20,
+    add: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` columns of ``queries @ vectors.T`` per row, computed one block of rows at a time.
 
@@ -45,7 +52,9 @@ def top_k_blocked(
     pruning: each row's threshold is a k-th-from-top score on a strided column sample, set so that about 2k
     columns clear it; only those are sorted. A row where fewer than k (or very many, e.g. most items excluded)
     clear it is sorted whole, so the result is always exact. ``exclude`` is (rows, cols) of scores to drop; ties
-    go to the lower column. Returns (cols, scores), best first, with -inf scores where fewer than k items remain.
+    go to the lower column. ``add`` (rows × columns, sparse) is added to the scores before selection (a wide &
+    deep model's memorisation term). Returns (cols, scores), best first, with -inf scores where fewer than k items
+    remain.
     """
     n, total = len(queries), len(vectors)
     k = min(k, total)
@@ -64,6 +73,9 @@ def top_k_blocked(
     for start in range(0, n, block):
         stop = min(start + block, n)
         scores = queries[start:stop] @ vt
+        if add is not None:
+            extra = add[start:stop].tocoo()
+            scores[extra.row, extra.col] += extra.data
         lo, hi = np.searchsorted(ex_rows, [start, stop])
         scores[ex_rows[lo:hi] - start, ex_cols[lo:hi]] = -np.inf
         threshold = np.partition(scores[:, sample], len(sample) - rank, axis=1)[:, len(sample) - rank]
@@ -110,9 +122,13 @@ class BruteForce:
     name: str = "brute"
 
     def top_k(
-        self, queries: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray]
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: tuple[np.ndarray, np.ndarray],
+        add: sp.csr_matrix | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        return top_k_blocked(queries, self.vectors, k, exclude)
+        return top_k_blocked(queries, self.vectors, k, exclude, add=add)
 
 
 class Scann:
@@ -147,8 +163,14 @@ class Scann:
         self.exact = BruteForce(self.vectors)
 
     def top_k(
-        self, queries: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray]
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: tuple[np.ndarray, np.ndarray],
+        add: sp.csr_matrix | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        if add is not None:
+            return self.top_k_with_additions(queries, k, exclude, add)
         n, total = len(queries), len(self.vectors)
         k = min(k, total)
         ex_rows, ex_cols = (np.asarray(a, dtype=np.int64) for a in exclude)
@@ -182,6 +204,28 @@ class Scann:
             rows = np.asarray(sorted(exact_rows))
             sub = exclusions_of((ex_rows, ex_cols), rows, n)
             cols_out[rows], scores_out[rows] = self.exact.top_k(queries[rows], k, sub)
+        return cols_out, scores_out
+
+    def top_k_with_additions(
+        self, queries: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray], add: sp.csr_matrix
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of ``queries @ vectors.T + add``: ScaNN's top-k by the dot product, joined with every column that
+        ``add`` touches, all re-scored exactly. A column outside both has nothing added and a dot product below
+        ScaNN's k-th, so the answer is as good as ScaNN's own."""
+        n, total = len(queries), len(self.vectors)
+        k = min(k, total)
+        found, _ = self.top_k(queries, k, exclude)
+        add = add.tocsr()
+        ex_rows, ex_cols = (np.asarray(a, dtype=np.int64) for a in exclude)
+        cols_out = np.zeros((n, k), dtype=np.int64)
+        scores_out = np.full((n, k), -np.inf, dtype=np.float32)
+        for row in range(n):
+            extra = add.indices[add.indptr[row] : add.indptr[row + 1]]
+            cols = np.union1d(found[row], extra)
+            cols = cols[~np.isin(cols, ex_cols[ex_rows == row])]
+            scores = self.vectors[cols] @ queries[row] + np.asarray(add[row, cols].todense()).ravel()
+            best = np.lexsort((cols, -scores))[:k]
+            cols_out[row, : len(best)], scores_out[row, : len(best)] = cols[best], scores[best]
         return cols_out, scores_out
 
 

@@ -11,9 +11,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
-from tfrec_xcat.features.memorisation import cooccurrence_counts, memorisation_scores
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.pipeline import PreparedSeed
 from tfrec_xcat.recommender import Recommender
@@ -37,11 +35,6 @@ class NeuralModel(Recommender):
 
         model_spec, train_spec = self.specs(prepared)
         space, train_frame = prepared.training_inputs(model_spec, train_spec.mode)
-        if model_spec.memorisation:
-            counts = cooccurrence_counts(prepared.m)
-            scores = memorisation_scores(prepared.m, counts, model_spec.memorisation_per_user)
-            padded = sp.vstack([sp.csr_matrix((1, scores.shape[1]), dtype=np.float32), scores]).tocsr()  # index 0
-            space = dataclasses.replace(space, memorisation=padded)
         self.space = space
         result = train(
             space,
@@ -74,13 +67,15 @@ class NeuralModel(Recommender):
 
 
 class TransferDeep(NeuralModel):
-    """The transfer two-tower alone (the deep part of ``transfer``): source stage, then full fine-tuning."""
+    """Ablation: the transfer two-tower without its memorisation term (source stage, then full fine-tuning)."""
 
+    model_overrides: ClassVar[dict[str, Any]] = {"memorisation": False}
     training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}
 
 
 class TransferWideDeep(NeuralModel):
-    """The transfer two-tower with the jointly trained memorisation term (the retrieval stage of ``transfer``)."""
+    """The transfer two-tower with the jointly trained memorisation term (the retrieval stage of ``transfer``,
+    and what ``tfrec-xcat train`` trains and ``export`` serves)."""
 
     model_overrides: ClassVar[dict[str, Any]] = {"memorisation": True}
     training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}
@@ -119,6 +114,8 @@ class TransferIdOnly(NeuralModel):
 
 
 class TargetOnly(NeuralModel):
-    """Baseline: the same two-tower trained on target data only (what transfer adds)."""
+    """Baseline: the same two-tower trained on target data only (what transfer adds); no source, so no
+    memorisation term."""
 
+    model_overrides: ClassVar[dict[str, Any]] = {"memorisation": False}
     training_overrides: ClassVar[dict[str, Any]] = {"mode": "target_only"}
