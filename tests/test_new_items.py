@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tfrec_xcat.baselines.content_knn import ContentKnn, max_profile
+from tfrec_xcat.baselines.content_knn import ContentKnn, bm25_weights, max_profile
 from tfrec_xcat.baselines.popularity import Popularity
 from tfrec_xcat.config import Config, load_config
 from tfrec_xcat.data.dataset import ShopData
@@ -186,3 +186,28 @@ def test_new_item_bootstrap_pairs_transfer_with_the_best_baseline_on_new_items()
     assert test["mean_diff"] == pytest.approx(0.4) and test["ci_low"] > 0
     assert new_item_significance({**runs, "transfer": fitted([0.5, 0.6, 0.7], None)}, seed=0) is None
     assert new_item_significance({"content_knn": runs["content_knn"]}, seed=0) is None
+
+
+def test_bm25_weights_by_hand() -> None:
+    # two documents: "a a b" and "b c"; N = 2, df = (1, 2, 1), lengths 3 and 2, mean 2.5
+    counts = sp.csr_matrix(np.array([[2.0, 1.0, 0.0], [0.0, 1.0, 1.0]]))
+    k1, b = 1.2, 0.75
+    idf = np.log1p((2 - np.array([1.0, 2.0, 1.0]) + 0.5) / (np.array([1.0, 2.0, 1.0]) + 0.5))
+    want = np.zeros((2, 3))
+    for d, length in enumerate((3.0, 2.0)):
+        for t in range(3):
+            tf = counts[d, t]
+            if tf:
+                want[d, t] = idf[t] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / 2.5))
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(bm25_weights(counts, k1, b).toarray(), want)
+    assert want[0, 0] / want[0, 1] < 2 * idf[0] / idf[1]  # a repeated word saturates
+
+
+def test_content_knn_bm25_also_finds_new_items(prepared: PreparedSeed) -> None:
+    model = ContentKnn(weighting="bm25", profile="sum")
+    model.fit(prepared)
+    views = evaluate_new_items(model.score, prepared.m, "new_items")
+    assert views["full"]["ndcg@10"].mean() > 0.1
+    with pytest.raises(ValueError, match="content_knn weighting"):
+        ContentKnn(weighting="lsi").fit(prepared)

@@ -1,12 +1,19 @@
 """``content_knn``: TF-IDF similarity between the item texts of a user's history and every target item.
 
 Every item's text (its text columns joined, :meth:`~tfrec_xcat.data.dataset.ShopData.item_text`) becomes an
-L2-normalised TF-IDF vector; the vocabulary and IDF come from the catalog of both categories (content only, no
-interactions, so new items are vectorised like any other). A user's profile combines the vectors of their
-TRAINING history in source and target: ``profile = "sum"`` adds them (a centroid), ``"max"`` keeps each term's
-largest weight (one strong match counts as much as many). The profile is L2-normalised and a target item's score
-is its cosine with the profile. ``sublinear_tf`` (1 + log tf), ``min_df`` (drop terms in fewer items) and
-``profile`` are chosen on cold-start validation users; terms in more than ``max_df`` of the items are dropped.
+L2-normalised term vector; the vocabulary and document frequencies come from the catalog of both categories
+(content only, no interactions, so new items are vectorised like any other). ``weighting = "tfidf"`` is
+scikit-learn's TF-IDF (``sublinear_tf``: 1 + log tf); ``"bm25"`` weighs a term t of item d by
+
+    idf(t) · tf(t, d) · (k1 + 1) / (tf(t, d) + k1 · (1 - b + b · |d| / avg |d|)),
+    idf(t) = ln(1 + (N - df(t) + ½) / (df(t) + ½))
+
+(Robertson & Zaragoza's Okapi BM25 as a document weighting; k1 = 1.2, b = 0.75): a repeated word saturates and
+long texts are damped. A user's profile combines the vectors of their TRAINING history in source and target:
+``profile = "sum"`` adds them (a centroid), ``"max"`` keeps each term's largest weight (one strong match counts
+as much as many). The profile is L2-normalised and a target item's score is its cosine with the profile.
+``weighting``, ``sublinear_tf``, ``min_df`` (drop terms in fewer items) and ``profile`` are chosen on cold-start
+validation users; terms in more than ``max_df`` of the items are dropped.
 
 Target popularity breaks ties, so users whose history shares no term with an item, and every user when the data
 has no item text at all, get the popularity order. The item tower's content path learns what this measures by
@@ -26,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from tfrec_xcat.baselines.sparse import popularity_tiebreak
@@ -37,7 +44,24 @@ from tfrec_xcat.validation import check_choice, check_number
 log = logging.getLogger(__name__)
 
 PROFILES = ("sum", "max")
+WEIGHTINGS = ("tfidf", "bm25")
 BLOCK = 512  # users scored per sparse product
+
+
+def bm25_weights(counts: sp.csr_matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:
+    """Okapi BM25 weights (see the module docstring) of a documents × terms count matrix, rows L2-normalised."""
+    counts = sp.csr_matrix(counts, dtype=np.float64)
+    n_docs = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
+    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    length = np.asarray(counts.sum(axis=1)).ravel()
+    mean = length.mean() if n_docs else 0.0
+    norm = 1.0 - b + b * np.divide(length, mean, out=np.zeros_like(length), where=mean > 0)
+    doc = np.repeat(np.arange(n_docs), np.diff(counts.indptr))
+    tf = counts.data
+    weights = counts.copy()
+    weights.data = idf[counts.indices] * tf * (k1 + 1.0) / (tf + k1 * norm[doc])
+    return normalize(weights, norm="l2", copy=False)
 
 
 def max_profile(history: sp.csr_matrix, vectors: sp.csr_matrix) -> sp.csr_matrix:
@@ -63,8 +87,9 @@ def max_profile(history: sp.csr_matrix, vectors: sp.csr_matrix) -> sp.csr_matrix
 
 class ContentKnn(Recommender):
     grid: ClassVar[list[dict[str, Any]]] = [
-        {"sublinear_tf": s, "min_df": d, "profile": p} for s, d, p in itertools.product((False, True), (1, 2), PROFILES)
-    ]
+        {"weighting": "tfidf", "sublinear_tf": s, "min_df": d, "profile": p}
+        for s, d, p in itertools.product((False, True), (1, 2), PROFILES)
+    ] + [{"weighting": "bm25", "min_df": d, "profile": p} for d, p in itertools.product((1, 2), PROFILES)]
 
     def fit(self, prepared: PreparedSeed) -> None:
         m = prepared.m
@@ -72,7 +97,9 @@ class ContentKnn(Recommender):
         min_df = self.params.get("min_df", 1)
         max_df = self.params.get("max_df", 0.5)
         self.profile = self.params.get("profile", "sum")
+        weighting = self.params.get("weighting", "tfidf")
         check_choice("content_knn profile", self.profile, PROFILES)
+        check_choice("content_knn weighting", weighting, WEIGHTINGS)
         check_number("content_knn min_df", min_df, ge=1, integer=True)
         check_number("content_knn max_df", max_df, gt=0, le=1)
         self.source, self.target = m.source, m.target
@@ -88,14 +115,21 @@ class ContentKnn(Recommender):
         if not corpus.str.strip().astype(bool).any():
             log.info("content_knn: the items have no text; scoring by popularity")
             return
-        vectorizer = TfidfVectorizer(sublinear_tf=sublinear, min_df=min_df, max_df=max_df, dtype=np.float64)
+        if weighting == "tfidf":
+            vectorizer: CountVectorizer = TfidfVectorizer(
+                sublinear_tf=sublinear, min_df=min_df, max_df=max_df, dtype=np.float64
+            )
+        else:
+            vectorizer = CountVectorizer(min_df=min_df, max_df=max_df, dtype=np.float64)
         try:
-            vectorizer.fit(corpus)
+            vectors = vectorizer.fit_transform(corpus)
         except ValueError as exc:  # no term survives min_df/max_df (or no token at all)
             log.info("content_knn: no usable vocabulary (%s); scoring by popularity", exc)
             return
-        self.item_terms = vectorizer.transform(target_text).tocsr()
-        self.history_terms = sp.vstack([vectorizer.transform(source_text), self.item_terms]).tocsr()
+        if weighting == "bm25":
+            vectors = bm25_weights(vectors)
+        self.history_terms = vectors.tocsr()  # source items, then target items (the columns of source | target)
+        self.item_terms = self.history_terms[len(source_text) :]
         self.terms_by_item = self.item_terms.T.tocsr()  # terms × target items: the right side of the product
         self.choices = {"vocabulary": len(vectorizer.vocabulary_)}
 
