@@ -25,7 +25,7 @@ def metrics(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
             "training": {"batch_size": 128, "epochs": 3, "source_epochs": 1, "patience": 1},
         },
     )
-    names = [n for n in MODELS if n not in ("popularity", "ridge_map")]
+    names = [n for n in MODELS if n not in ("popularity", "ridge_map", "content_knn")]
     out = tmp_path_factory.mktemp("neural")
     run_experiment(config, out, names, progress=False)
     return json.loads((out / "metrics.json").read_text())

@@ -74,3 +74,84 @@ def test_bad_split_specs() -> None:
         SplitSpec(cold_start_fraction=1.5)
     with pytest.raises(ValueError, match="below 1"):
         SplitSpec(cold_start_fraction=0.6, cold_start_val_fraction=0.5)
+
+
+# ------------------------------------------------------------------------------------------------ new items
+NEW = SplitSpec(new_item_fraction=0.2)
+
+
+def test_new_item_fraction_off_changes_nothing(shop) -> None:
+    plain, off = make_split(shop, "Food", "Kitchen", seed=2), make_split(shop, "Food", "Kitchen", SplitSpec(), seed=2)
+    assert len(off.new_items) == 0 and off.withheld is None
+    pd.testing.assert_frame_equal(plain.train, off.train)
+    assert "new_items" not in off.sizes()
+
+
+def test_new_items_are_seeded_and_stable(shop) -> None:
+    a = make_split(shop, "Food", "Kitchen", NEW, seed=0)
+    b = make_split(load_shop(shop.name), "Food", "Kitchen", NEW, seed=0)
+    c = make_split(shop, "Food", "Kitchen", NEW, seed=1)
+    np.testing.assert_array_equal(a.new_items, b.new_items)
+    pd.testing.assert_frame_equal(a.train, b.train)
+    assert set(a.new_items) != set(c.new_items)
+    # a pure function of data and seed (PCG64, sorted ids): pin it so a change of the draw is noticed
+    assert list(a.new_items[:4]) == ["KIT00000", "KIT00005", "KIT00007", "KIT00011"]
+
+
+def test_new_items_lose_training_but_keep_heldout(shop) -> None:
+    base = make_split(shop, "Food", "Kitchen", seed=0)
+    split = make_split(shop, "Food", "Kitchen", NEW, seed=0)
+    interacted = shop.interactions.loc[shop.interactions.category == "Kitchen", "item_id"].nunique()
+    assert len(split.new_items) == round(0.2 * interacted)
+    assert set(split.new_items) <= set(shop.items.loc[shop.items.category == "Kitchen", "item_id"])
+    assert not split.train["item_id"].isin(split.new_items).any()
+    # users and ground truth are those of the split without new items; only training loses rows
+    for seg in base.users:
+        np.testing.assert_array_equal(base.users[seg], split.users[seg])
+        pd.testing.assert_frame_equal(base.heldout[seg], split.heldout[seg])
+    assert len(split.train) + len(split.withheld) == len(base.train)
+    assert split.withheld["item_id"].isin(split.new_items).all()
+    # the new-item segments: held-out interactions with new items of test users and of validation users
+    test_truth = split.new_item_truth("new_items")
+    assert len(test_truth) > 0 and test_truth["item_id"].isin(split.new_items).all()
+    held_test = pd.concat([split.heldout["cold_start_test"], split.heldout["warm_test"]])
+    assert len(test_truth) == held_test["item_id"].isin(split.new_items).sum()
+    val_truth = split.new_item_truth("new_items_val")
+    assert set(val_truth["user_id"]) <= set(split.users["cold_start_val"])
+    sizes = split.sizes()
+    assert sizes["new_items"] == len(split.new_items) and sizes["new_items_interactions"] == len(test_truth)
+
+
+def test_leak_check_catches_a_new_item_in_training(shop) -> None:
+    split = make_split(shop, "Food", "Kitchen", NEW, seed=0)
+    split.check_no_leak()
+    # a training interaction of a new item by a user who never held it out: only the new-item rule catches it
+    planted = split.withheld.iloc[[0]]
+    split.train = pd.concat([split.train, planted], ignore_index=True)
+    with pytest.raises(LeakError, match=f"new item {planted.item_id.iloc[0]}"):
+        split.check_no_leak()
+
+
+def test_matrices_carry_the_new_item_segments(shop) -> None:
+    from tfrec_xcat.features.matrices import SplitMatrices
+
+    split = make_split(shop, "Food", "Kitchen", NEW, seed=0)
+    m = SplitMatrices.from_split(shop, split)
+    np.testing.assert_array_equal(m.target_items[m.new_item_cols], split.new_items)
+    assert m.target[:, m.new_item_cols].nnz == 0
+    assert m.truth["new_items"].nnz == len(split.new_item_truth("new_items"))
+    outside = np.setdiff1d(np.arange(len(m.target_items)), m.new_item_cols)
+    assert m.truth["new_items"][:, outside].nnz == 0
+    assert m.truth["new_items"].multiply(m.truth["cold_start_test"]).nnz > 0
+
+
+def test_bad_new_item_fraction() -> None:
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="new_item_fraction"):
+            SplitSpec(new_item_fraction=bad)
+    from tfrec_xcat.config import load_config
+    from tfrec_xcat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"split.*new_item_fraction must be >= 0 and < 1, got 1.5"):
+        load_config(None, {"split": {"new_item_fraction": 1.5}})
+    assert load_config(None, {"split": {"new_item_fraction": 0.1}}).split.new_item_fraction == 0.1

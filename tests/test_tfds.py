@@ -8,7 +8,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from tfrec_xcat.data.load import load_shop
-from tfrec_xcat.data.split import make_split
+from tfrec_xcat.data.split import SplitSpec, make_split
 from tfrec_xcat.data.tfds_builder import prepare
 
 
@@ -50,3 +50,20 @@ def test_prepare_reuse_and_invalidate(small_shop_dir: Path, tmp_path: Path) -> N
     # another seed is another config
     other = prepare(data, source="Food", target="Kitchen", seed=1, cache=cache)
     assert other["interactions"].data_dir != changed["interactions"].data_dir
+
+
+def test_new_items_never_reach_the_train_shards(small_shop_dir: Path, tmp_path: Path) -> None:
+    tfds.disable_progress_bar()
+    spec = SplitSpec(new_item_fraction=0.2)
+    plain = prepare(small_shop_dir, source="Food", target="Kitchen", seed=0, cache=tmp_path)["interactions"]
+    builder = prepare(small_shop_dir, source="Food", target="Kitchen", seed=0, split=spec, cache=tmp_path)
+    inter = builder["interactions"]
+    assert inter.data_dir != plain.data_dir  # another split, another preparation
+    split = make_split(load_shop(small_shop_dir), "Food", "Kitchen", spec, seed=0)
+    assert inter.info.splits["train"].num_examples == len(split.train)
+    assert plain.info.splits["train"].num_examples == len(split.train) + len(split.withheld)
+    for segment, frame in split.heldout.items():
+        assert inter.info.splits[segment].num_examples == len(frame)
+    batch = next(iter(inter.as_dataset(split="train", batch_size=100_000)))
+    trained = {i.decode() for i in batch["item_id"].numpy()}
+    assert not trained & set(split.new_items)

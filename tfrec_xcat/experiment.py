@@ -3,6 +3,11 @@
 Honest evaluation: each model's hyperparameters (its ``grid``) are chosen on cold-start VALIDATION users only;
 the chosen setting is then scored once on the cold-start test users and the warm test users. Per seed, a paired
 bootstrap compares ``transfer`` with the best baseline on the same cold-start test users.
+
+With ``[split] new_item_fraction`` > 0 every model is also scored on the new-item segments (``new_items``: test
+users' held-out interactions with new items; ``new_items_val``: the same for validation users), ranked over all
+target items (``full``) and among new items only (``among_new``). These are reported, never used for selection;
+``transfer`` gets a second paired bootstrap on ``new_items`` (full ranking) against the best baseline there.
 """
 
 from __future__ import annotations
@@ -18,9 +23,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from tfrec_xcat.config import Config
+from tfrec_xcat.data.split import NEW_ITEM_SEGMENTS
 from tfrec_xcat.errors import ConfigError
 from tfrec_xcat.evaluation.bootstrap import paired_bootstrap
-from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, over_seeds, rating_errors, summarize
+from tfrec_xcat.evaluation.evaluate import (
+    NEW_ITEM_VIEWS,
+    by_history,
+    evaluate_new_items,
+    evaluate_segment,
+    over_seeds,
+    rating_errors,
+    summarize,
+)
 from tfrec_xcat.pipeline import SELECTION_METRIC, PreparedSeed, load_data, metrics_header, prepare_seed
 from tfrec_xcat.recommender import BASELINES, MODELS, TRANSFER, model_class
 
@@ -41,6 +55,7 @@ class Fitted:
 
     summary: dict[str, Any]
     per_user_test: pd.Series  # headline metric by user row
+    per_user_new_items: pd.Series | None = None  # headline metric on the new_items segment (full ranking)
 
 
 def fit_and_evaluate(name: str, prepared: PreparedSeed) -> Fitted:
@@ -65,6 +80,14 @@ def fit_and_evaluate(name: str, prepared: PreparedSeed) -> Fitted:
     test = evaluate_segment(model.score, m, "cold_start_test")
     warm = evaluate_segment(model.score, m, "warm_test")
     summaries = {"cold_start_val": dict(val), "cold_start_test": summarize(test), "warm_test": summarize(warm)}
+    new_items: dict[str, dict[str, dict[str, float]]] = {}
+    per_user_new = None
+    if len(m.new_item_cols):  # reported once for the chosen setting; selection above saw none of it
+        for segment in NEW_ITEM_SEGMENTS:
+            views = evaluate_new_items(model.score, m, segment)
+            new_items[segment] = {view: summarize(frame) for view, frame in views.items()}
+            if segment == "new_items":
+                per_user_new = views["full"].set_index("user_row")[SELECTION_METRIC]
     if prepared.data.has_ratings and hasattr(model, "predict_ratings"):
         for segment, stats in summaries.items():
             stats.update(rating_errors(model.predict_ratings, m, prepared.split.heldout[segment]))
@@ -87,8 +110,9 @@ def fit_and_evaluate(name: str, prepared: PreparedSeed) -> Fitted:
         "history": list(model.history),
         "choices": getattr(model, "choices", None),
         "ablations": ablations,
+        **new_items,
     }
-    return Fitted(summary, test.set_index("user_row")[SELECTION_METRIC])
+    return Fitted(summary, test.set_index("user_row")[SELECTION_METRIC], per_user_new)
 
 
 def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -117,6 +141,11 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         }
     if all("bootstrap" in r for r in per_seed):
         out["bootstrap"] = [r["bootstrap"] for r in per_seed]
+    for segment in NEW_ITEM_SEGMENTS:
+        if all(segment in r for r in per_seed):
+            out[segment] = {view: over_seeds([r[segment][view] for r in per_seed]) for view in NEW_ITEM_VIEWS}
+    if all("new_items_bootstrap" in r for r in per_seed):
+        out["new_items_bootstrap"] = [r["new_items_bootstrap"] for r in per_seed]
     return out
 
 
@@ -131,6 +160,21 @@ def significance(fitted: dict[str, Fitted], seed: int) -> dict[str, Any] | None:
     theirs = fitted[best].per_user_test.reindex(ours.index)
     interval = paired_bootstrap(ours.to_numpy(), theirs.to_numpy(), seed=seed)
     return {"seed": seed, "baseline": best, "metric": SELECTION_METRIC, **interval}
+
+
+def new_item_significance(fitted: dict[str, Fitted], seed: int) -> dict[str, Any] | None:
+    """Paired bootstrap of ``transfer`` against the best baseline of this seed on the ``new_items`` segment (full
+    ranking, headline metric, the same test users)."""
+    baselines = [name for name in fitted if name in BASELINES and fitted[name].per_user_new_items is not None]
+    if TRANSFER not in fitted or fitted[TRANSFER].per_user_new_items is None or not baselines:
+        return None
+    best = max(baselines, key=lambda name: fitted[name].summary["new_items"]["full"][SELECTION_METRIC])
+    ours = fitted[TRANSFER].per_user_new_items
+    theirs = fitted[best].per_user_new_items.reindex(ours.index)
+    if not len(ours):
+        return None
+    interval = paired_bootstrap(ours.to_numpy(), theirs.to_numpy(), seed=seed)
+    return {"seed": seed, "baseline": best, "metric": SELECTION_METRIC, "ranking": "full", **interval}
 
 
 def run_experiment(
@@ -173,6 +217,9 @@ def run_experiment(
                 test["ci_low"],
                 test["ci_high"],
             )
+        test = new_item_significance(fitted, seed)
+        if test is not None:
+            results[TRANSFER][-1]["new_items_bootstrap"] = test
     bar.set_description("report")
     metrics = {
         **metrics_header(config, seeds),

@@ -45,6 +45,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "itemknn": (BASELINE, "tfrec_xcat.baselines.itemknn:ItemKnn"),
     "rp3beta": (BASELINE, "tfrec_xcat.baselines.rp3beta:Rp3Beta"),
     "ridge_map": (BASELINE, "tfrec_xcat.baselines.ridge_map:RidgeMap"),
+    "content_knn": (BASELINE, "tfrec_xcat.baselines.content_knn:ContentKnn"),
     "target_only": (BASELINE, "tfrec_xcat.training.variants:TargetOnly"),
     "emcdr": (BASELINE, "tfrec_xcat.training.emcdr:Emcdr"),
     "transfer": (TRANSFER, "tfrec_xcat.training.hybrid:Transfer"),

@@ -34,6 +34,17 @@ SEGMENT_TITLES = {
     "warm_test": "Warm test users (last target interaction held out)",
 }
 HEADLINE = "ndcg@10"
+#: New-item segments (present when the split had ``new_item_fraction`` > 0) and the columns shown for them.
+NEW_ITEM_TITLES = {
+    "new_items": "New items: test users' held-out interactions with items that had no training interaction",
+    "new_items_val": "New items: validation users (reported only; selection uses cold-start validation)",
+}
+NEW_ITEM_COLUMNS = {
+    "ndcg@10 (all items)": ("full", "ndcg@10"),
+    "recall@50 (all items)": ("full", "recall@50"),
+    "ndcg@10 (among new)": ("among_new", "ndcg@10"),
+    "recall@50 (among new)": ("among_new", "recall@50"),
+}
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})
 
 # ------------------------------------------------------------------------------------------ model styles
@@ -273,6 +284,7 @@ def _tables(metrics: dict[str, Any]) -> list[Table]:
     )
     by_history.header = ["model", *(f"{b} ({s['users']:.0f} users)" for b, s in buckets.items())]
     tables.append(by_history)
+    tables += _new_item_tables(metrics)
     boot = [
         [name, seed, str(e.get("baseline", "-")), _signed(e["mean_diff"]), _interval(e), _lift(e)]
         for name, r in models.items()
@@ -293,6 +305,36 @@ def _tables(metrics: dict[str, Any]) -> list[Table]:
             [[False] * 4 for _ in cost],
         )
     )
+    return tables
+
+
+def _new_item_tables(metrics: dict[str, Any]) -> list[Table]:
+    """The new-item segments (ranked over all target items and among new items only) and the paired bootstrap
+    on them, for the runs whose split had new items."""
+    tables = []
+    for segment, title in NEW_ITEM_TITLES.items():
+        models = {name: r for name, r in metrics["models"].items() if segment in r}
+        if not models:
+            continue
+
+        def get(r: dict[str, Any], n: str, segment: str = segment) -> dict[str, float]:
+            view, metric = NEW_ITEM_COLUMNS[n]
+            stats = r[segment][view]
+            return {n: stats[metric], f"{n}_std": stats.get(f"{metric}_std", 0.0)}
+
+        def users(r: dict[str, Any], segment: str = segment) -> str:
+            return f"{r[segment]['full']['users']:.0f}"
+
+        tables.append(_metric_table(title, models, list(NEW_ITEM_COLUMNS), get, users))
+    boot = [
+        [name, seed, str(e.get("baseline", "-")), _signed(e["mean_diff"]), _interval(e), _lift(e)]
+        for name, r in metrics["models"].items()
+        for seed, e in bootstrap_entries(r.get("new_items_bootstrap"), list(metrics.get("seeds", [])))
+    ]
+    if boot:
+        header = ["model", "seed", "baseline", f"Δ {HEADLINE} (all items)", "95% interval", "relative lift"]
+        title = "Paired bootstrap on new items (test users, ranking over all target items)"
+        tables.append(Table(title, header, boot, [[False] * 6 for _ in boot]))
     return tables
 
 
@@ -508,7 +550,14 @@ def _intro(metrics: dict[str, Any]) -> list[str]:
         + ("(mean ± std over seeds)." if len(metrics["seeds"]) > 1 else "(one seed: no spread to show)."),
         f"Split (seed {next(iter(sizes))}): {first['cold_start_test_users']:,} cold-start test users, "
         f"{first['cold_start_val_users']:,} validation users, {first['warm_test_users']:,} warm test users, "
-        f"{first['train_interactions']:,} training interactions. Rankings are over ALL target items.",
+        f"{first['train_interactions']:,} training interactions. Rankings are over ALL target items."
+        + (
+            f" New items: {first['new_items']:,} target items have no training interaction "
+            f"({first['new_items_withheld_interactions']:,} withheld); {first['new_items_interactions']:,} held-out "
+            "test interactions are with them."
+            if "new_items" in first
+            else ""
+        ),
     ]
 
 

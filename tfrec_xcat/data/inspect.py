@@ -51,6 +51,12 @@ def format_inspection(info: dict[str, Any]) -> str:
                 f"  {seg:<16} {s[f'{seg}_users']:>8,} users  {s[f'{seg}_interactions']:>10,} held-out interactions"
             )
         lines.append(f"  {'train':<16} {s['train_interactions']:>30,} interactions")
+        if "new_items" in s:
+            lines.append(
+                f"  new items: {s['new_items']:,} target items without training interactions "
+                f"({s['new_items_withheld_interactions']:,} withheld); held out with them: "
+                f"{s['new_items_interactions']:,} test, {s['new_items_val_interactions']:,} validation interactions"
+            )
     lines += ["", "bad rows (counted; dropped unless noted):"]
     bad = {k: n for k, n in info["bad_rows"].items() if n}
     if not bad:

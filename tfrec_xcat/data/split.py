@@ -6,18 +6,31 @@ VALIDATION users. All their ``target`` interactions leave training and become gr
 interactions stay. Optionally the last ``target`` interaction of a seeded ``warm_test_fraction`` of the remaining
 users with at least two ``target`` interactions is held out as the warm test set. Same seed, same split: users
 are sorted before shuffling and NumPy's PCG64 stream is the same on every platform.
+
+New items (``new_item_fraction`` > 0): a seeded share of the ``target`` items that have interactions (sorted, then
+shuffled like the users) loses every TRAINING interaction; those are withheld (in no segment), and the item
+becomes "new": only its content is known. The held-out interactions with new items stay in the cold-start and
+warm ground truth, and :meth:`ColdStartSplit.new_item_truth` gives them as a segment of their own. Users and
+their held-out interactions are the same as with ``new_item_fraction = 0``: new items are chosen after the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from tfrec_xcat.data.dataset import ShopData
+from tfrec_xcat.validation import check_number
+
+log = logging.getLogger(__name__)
 
 SEGMENTS = ("cold_start_test", "cold_start_val", "warm_test")
+#: The new-item segments: held-out interactions with new items of TEST users (cold-start test and warm test
+#: together; reported once) and of cold-start VALIDATION users.
+NEW_ITEM_SEGMENTS = {"new_items": ("cold_start_test", "warm_test"), "new_items_val": ("cold_start_val",)}
 
 
 class LeakError(AssertionError):
@@ -31,8 +44,10 @@ class SplitSpec:
     cold_start_fraction: float = 0.2
     cold_start_val_fraction: float = 0.1
     warm_test_fraction: float = 0.1
+    new_item_fraction: float = 0.0  # share of target items with no training interaction (0 = off)
 
     def __post_init__(self) -> None:
+        check_number("new_item_fraction", self.new_item_fraction, ge=0, lt=1)
         for name in ("cold_start_fraction", "cold_start_val_fraction", "warm_test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -52,6 +67,8 @@ class ColdStartSplit:
     heldout: dict[str, pd.DataFrame]
     users: dict[str, np.ndarray]
     overlap_users: np.ndarray
+    new_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # sorted target item ids
+    withheld: pd.DataFrame | None = None  # training interactions removed because their item is new
 
     @property
     def cold_start_users(self) -> np.ndarray:
@@ -63,9 +80,19 @@ class ColdStartSplit:
         frame = self.heldout[segment]
         return {u: g.to_numpy() for u, g in frame.groupby("user_id", sort=True)["item_id"]}
 
+    def new_item_truth(self, segment: str) -> pd.DataFrame:
+        """The held-out interactions with new items of a new-item segment (see :data:`NEW_ITEM_SEGMENTS`)."""
+        frames = [self.heldout[s] for s in NEW_ITEM_SEGMENTS[segment]]
+        frame = pd.concat(frames, ignore_index=True)
+        return frame.loc[frame["item_id"].isin(self.new_items)].reset_index(drop=True)
+
+    def new_item_users(self, segment: str) -> np.ndarray:
+        """The users of a new-item segment: every user of its segments (those without new items carry no truth)."""
+        return np.sort(np.concatenate([self.users[s] for s in NEW_ITEM_SEGMENTS[segment]]))
+
     def check_no_leak(self) -> None:
-        """Raise :class:`LeakError` if any held-out (user, target item) pair, or any target interaction of a
-        cold-start user, is in the training data."""
+        """Raise :class:`LeakError` if any held-out (user, target item) pair, any target interaction of a
+        cold-start user, or any interaction of a new item is in the training data."""
         train_pairs = self.train[["user_id", "item_id"]]
         for segment, frame in self.heldout.items():
             hit = frame[["user_id", "item_id"]].merge(train_pairs, on=["user_id", "item_id"])
@@ -77,6 +104,10 @@ class ColdStartSplit:
         ]
         if len(cold_target):
             raise LeakError(f"cold-start user {cold_target.iloc[0].user_id} has target interactions in training")
+        new = self.train[self.train["item_id"].isin(self.new_items)]
+        if len(new):
+            row = new.iloc[0]
+            raise LeakError(f"new item {row.item_id} has a training interaction (user {row.user_id})")
 
     def sizes(self) -> dict[str, int]:
         """Users and interactions per segment, and the size of the training set."""
@@ -84,6 +115,13 @@ class ColdStartSplit:
         for segment in SEGMENTS:
             out[f"{segment}_users"] = len(self.users[segment])
             out[f"{segment}_interactions"] = len(self.heldout[segment])
+        if len(self.new_items):
+            out["new_items"] = len(self.new_items)
+            out["new_items_withheld_interactions"] = 0 if self.withheld is None else len(self.withheld)
+            for segment in NEW_ITEM_SEGMENTS:
+                truth = self.new_item_truth(segment)
+                out[f"{segment}_users"] = int(truth["user_id"].nunique())
+                out[f"{segment}_interactions"] = len(truth)
         return out
 
 
@@ -95,6 +133,19 @@ def _pick(users: np.ndarray, fractions: list[float], rng: np.random.Generator) -
         out.append(np.sort(order[start : start + n]))
         start += n
     return out
+
+
+def pick_new_items(data: ShopData, target: str, fraction: float, seed: int) -> np.ndarray:
+    """The sorted ids of ``round(fraction * n)`` target items, drawn (seeded) from the ``n`` catalog target items
+    that have at least one interaction: the same on every machine for the same data and seed."""
+    inter, items = data.interactions, data.items
+    interacted = inter.loc[inter["category"] == target, "item_id"].unique()
+    catalog = items.loc[items["category"] == target, "item_id"].to_numpy()
+    candidates = np.intersect1d(interacted.astype(str), catalog.astype(str)).astype(object)
+    (new,) = _pick(candidates, [fraction], np.random.default_rng([seed, 3]))
+    if fraction > 0 and not len(new):
+        log.warning("new_item_fraction = %g of %d %s items rounds to no new item", fraction, len(candidates), target)
+    return new
 
 
 def make_split(
@@ -130,7 +181,13 @@ def make_split(
         .tail(1)
     )
     heldout["warm_test"] = last.reset_index(drop=True)
-    train = train.drop(index=last.index).reset_index(drop=True)
+    train = train.drop(index=last.index)
+
+    # New items: a seeded share of the target items with interactions loses its training interactions.
+    new_items = pick_new_items(data, target, spec.new_item_fraction, seed)
+    is_new = train["item_id"].isin(new_items).to_numpy()
+    withheld = train.loc[is_new].reset_index(drop=True) if len(new_items) else None
+    train = train.loc[~is_new].reset_index(drop=True)
 
     split = ColdStartSplit(
         source=source,
@@ -140,6 +197,8 @@ def make_split(
         heldout=heldout,
         users={"cold_start_test": test_users, "cold_start_val": val_users, "warm_test": warm_users},
         overlap_users=overlap,
+        new_items=new_items,
+        withheld=withheld,
     )
     split.check_no_leak()
     return split

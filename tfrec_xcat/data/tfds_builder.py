@@ -5,7 +5,8 @@ builder config says how to read it (format, text columns, bad-row budget) and ho
 seed, fractions). Two tables, two configs:
 
 - ``interactions``: splits ``train``, ``cold_start_val``, ``cold_start_test``, ``warm_test`` (the cold-start
-  protocol of :mod:`tfrec_xcat.data.split`); features ``user_id``, ``item_id``, ``category``, ``position``,
+  protocol of :mod:`tfrec_xcat.data.split`; with ``new_item_fraction`` > 0, ``train`` holds no interaction of the
+  new items and the held-out splits are unchanged); features ``user_id``, ``item_id``, ``category``, ``position``,
   ``timestamp`` (-1 where the source has none), ``rating`` (NaN where the source has none).
 - ``items``: split ``catalog``; features ``item_id``, ``category``, ``text`` (the text columns joined).
 
@@ -47,11 +48,16 @@ class XcatShopConfig(tfds.core.BuilderConfig):
     warm_test_fraction: float = 0.1
     text_columns: tuple[str, ...] | None = None
     max_bad_fraction: float = 0.001
+    new_item_fraction: float = 0.0
 
     def options(self) -> dict[str, Any]:
-        """The fields that change what is generated (everything but TFDS's own bookkeeping)."""
+        """The fields that change what is generated (everything but TFDS's own bookkeeping). ``new_item_fraction``
+        is left out while it is 0, so preparations made before it existed keep their folder."""
         own = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in own}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in own}
+        if not out["new_item_fraction"]:
+            del out["new_item_fraction"]
+        return out
 
 
 def make_config(table: str, **options: Any) -> XcatShopConfig:
@@ -119,7 +125,9 @@ class XcatShop(tfds.core.GeneratorBasedBuilder):
         shop = self._shop(Path(dl_manager.manual_dir))
         if cfg.table == "items":
             return {"catalog": self._generate_examples(shop)}
-        spec = SplitSpec(cfg.cold_start_fraction, cfg.cold_start_val_fraction, cfg.warm_test_fraction)
+        spec = SplitSpec(
+            cfg.cold_start_fraction, cfg.cold_start_val_fraction, cfg.warm_test_fraction, cfg.new_item_fraction
+        )
         shop.require_category(cfg.source)
         shop.require_category(cfg.target)
         split = make_split(shop, cfg.source, cfg.target, spec, seed=cfg.seed)
@@ -196,6 +204,7 @@ def prepare(
         "cold_start_fraction": split.cold_start_fraction,
         "cold_start_val_fraction": split.cold_start_val_fraction,
         "warm_test_fraction": split.warm_test_fraction,
+        "new_item_fraction": split.new_item_fraction,
         "text_columns": tuple(text_columns) if text_columns is not None else None,
         "max_bad_fraction": max_bad_fraction,
     }

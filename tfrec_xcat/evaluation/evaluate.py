@@ -2,7 +2,8 @@
 
 A scorer is any callable ``rows -> scores`` (user rows of :class:`SplitMatrices` → dense users × all target
 items). Items the user has in training are excluded from the ranking. Cold-start test users are also broken
-down by the length of their source history.
+down by the length of their source history. :func:`evaluate_new_items` ranks for the new-item segments twice: over
+all target items, and among the new items only.
 """
 
 from __future__ import annotations
@@ -25,22 +26,51 @@ HISTORY_BUCKETS: tuple[tuple[str, int, float], ...] = (
 )
 
 
-def evaluate_segment(scorer: Scorer, m: SplitMatrices, segment: str, chunk: int = 1024) -> pd.DataFrame:
-    """Per-user metrics of ``scorer`` on ``segment`` (one row per user with ground truth)."""
+#: The two rankings of a new-item segment: over ALL target items, and among the new items only.
+NEW_ITEM_VIEWS = ("full", "among_new")
+
+
+def _per_user(
+    scorer: Scorer, m: SplitMatrices, segment: str, views: dict[str, np.ndarray | None], chunk: int
+) -> dict[str, pd.DataFrame]:
+    """Per-user metrics of ``scorer`` on ``segment`` for each view (target columns to rank; None = all), scoring
+    each block of users once."""
     rows = m.segment_users[segment]
     truth = m.truth[segment]
     rows = rows[np.asarray(truth[rows].getnnz(axis=1)) > 0]
-    parts = []
+    parts: dict[str, list[pd.DataFrame]] = {view: [] for view in views}
     for start in range(0, len(rows), chunk):
         block = rows[start : start + chunk]
         scores = scorer(block)
         if scores.shape != (len(block), len(m.target_items)):
             raise ValueError(f"scorer returned shape {scores.shape}, expected {(len(block), len(m.target_items))}")
-        parts.append(pd.DataFrame(rank_metrics(scores, m.target[block], truth[block])))
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=metric_names())
-    frame.insert(0, "user_row", rows[: len(frame)])
-    frame.insert(1, "source_history", m.source_history_length(rows) if len(rows) else [])
-    return frame
+        exclude, relevant = m.target[block], truth[block]
+        for view, cols in views.items():
+            if cols is None:
+                metrics = rank_metrics(scores, exclude, relevant)
+            else:
+                metrics = rank_metrics(scores[:, cols], exclude[:, cols], relevant[:, cols])
+            parts[view].append(pd.DataFrame(metrics))
+    out = {}
+    for view, frames in parts.items():
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=metric_names())
+        frame.insert(0, "user_row", rows[: len(frame)])
+        frame.insert(1, "source_history", m.source_history_length(rows) if len(rows) else [])
+        out[view] = frame
+    return out
+
+
+def evaluate_segment(scorer: Scorer, m: SplitMatrices, segment: str, chunk: int = 1024) -> pd.DataFrame:
+    """Per-user metrics of ``scorer`` on ``segment`` (one row per user with ground truth)."""
+    return _per_user(scorer, m, segment, {"full": None}, chunk)["full"]
+
+
+def evaluate_new_items(scorer: Scorer, m: SplitMatrices, segment: str, chunk: int = 1024) -> dict[str, pd.DataFrame]:
+    """Per-user metrics on a new-item segment (``new_items``, ``new_items_val``) in both :data:`NEW_ITEM_VIEWS`:
+    ``full`` ranks ALL target items (can the model surface a new item at all?), ``among_new`` only the new ones."""
+    if not len(m.new_item_cols):
+        raise ValueError("the split has no new items (set [split] new_item_fraction > 0)")
+    return _per_user(scorer, m, segment, {"full": None, "among_new": m.new_item_cols}, chunk)
 
 
 def cold_start_validator(m: SplitMatrices, metric: str = "ndcg@10") -> Callable[[Scorer], float]:
