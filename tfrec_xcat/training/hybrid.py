@@ -7,10 +7,11 @@ model combines them by design, and decides on the run's own cold-start VALIDATIO
 1. **Pseudo cold-start users.** A seeded ``pseudo_cold_fraction`` of the overlap TRAINING users lose their target
    interactions, exactly as cold-start users do; those interactions become the ranking stage's labels. Nothing of
    the validation or test users is ever a label.
-2. **Deep retrieval**: the transfer two-tower (:mod:`tfrec_xcat.training.variants`), trained on the remaining
-   training data, epochs chosen on validation users.
-3. **Memorisation (wide)**: a source-item → target-item matrix W from the same remaining data, the best of
-   ``[ranker] wide`` (co-occurrence, item-kNN, RP3β, each with its own knobs) on validation users.
+2. **Deep retrieval**: the wide & deep transfer two-tower (:mod:`tfrec_xcat.training.variants`), trained on the
+   remaining training data, epochs chosen on validation users.
+3. **Memorisation (wide)**: a source-item → target-item matrix W, the best of ``[ranker] wide`` (co-occurrence,
+   item-kNN, RP3β, each with its own knobs) on validation users; the ranking stage's training lists use W from the
+   remaining data, everything that is scored uses W from all training data.
 4. **Candidates**: the top N of the deep list ∪ the top N of the wide list (N from ``[ranker] candidates``).
 5. **Ranking stage**: a TFRS ranking model scores each candidate from cross features (deep score and rank,
    memorisation score, rank and support, log popularity, history length), trained listwise (softmax over the
@@ -33,6 +34,7 @@ from tfrec_xcat.baselines.base import MatrixBaseline
 from tfrec_xcat.baselines.cooccurrence import Cooccurrence
 from tfrec_xcat.baselines.itemknn import ItemKnn
 from tfrec_xcat.baselines.rp3beta import Rp3Beta
+from tfrec_xcat.features.matrices import SplitMatrices
 from tfrec_xcat.models.ranking_spec import RankerSpec
 from tfrec_xcat.pipeline import PreparedSeed
 from tfrec_xcat.recommender import Recommender
@@ -171,6 +173,11 @@ class Signals:
         return Lists(both, feats, mask, self.fused(deep, wide, self.fusion_weight).astype(np.float32))
 
 
+def popularity_of(m: SplitMatrices) -> np.ndarray:
+    """Training interactions per target item."""
+    return np.asarray(m.target.sum(axis=0)).ravel().astype(np.float64)
+
+
 def labels_of(lists: Lists, truth: sp.csr_matrix) -> np.ndarray:
     """1 where a candidate is one of the user's held-out items."""
     return (np.take_along_axis(truth.toarray(), lists.columns, axis=1) > 0) & lists.mask
@@ -199,7 +206,11 @@ class Transfer(Recommender):
                 if best_wide is None or value > best_wide[0]:
                     best_wide = (value, model, name, params)
         assert best_wide is not None
-        wide_val, wide, wide_name, wide_params = best_wide
+        _, reduced_wide, wide_name, wide_params = best_wide
+        # the chosen term again on ALL training users, for scoring: on sparse data every overlap user counts
+        wide = WIDE_MODELS[wide_name](**wide_params)
+        wide.fit(prepared)
+        wide_val = prepared.validate(wide.score)
         choices["wide"] = {"model": wide_name, "params": wide_params, "val": wide_val}
         log.info("memorisation term: %s %s (val %.4f)", wide_name, wide_params, wide_val)
 
@@ -212,9 +223,11 @@ class Transfer(Recommender):
         deep_val = prepared.validate(deep.score)
         choices["deep"] = {"val": deep_val}
 
-        popularity = np.asarray(reduced.m.target.sum(axis=0)).ravel().astype(np.float64)
         history = np.asarray(m.source.getnnz(axis=1))
-        signals = Signals(deep, wide, reduced.m.target, popularity, history)
+        # the ranking stage learns from the pseudo cold-start users' lists as the reduced data shows them, and
+        # scores everyone else with the signals of all training data
+        train_signals = Signals(deep, reduced_wide, reduced.m.target, popularity_of(reduced.m), history)
+        signals = Signals(deep, wide, m.target, popularity_of(m), history)
         self.signals = signals
 
         # fusion: weight on validation
@@ -234,7 +247,7 @@ class Transfer(Recommender):
             truth = reduced.m.truth[PSEUDO_COLD]
             ranker_choices = {}
             for n in spec.candidates:
-                train_lists = signals.lists(pseudo_rows, n)
+                train_lists = train_signals.lists(pseudo_rows, n)
                 labels = labels_of(train_lists, truth[pseudo_rows])
                 ranker, value, epochs = self._train_ranker(spec, train_lists, labels, n, prepared)
                 if ranker is None:
