@@ -10,6 +10,9 @@ seed, fractions). Two tables, two configs:
   ``timestamp`` (-1 where the source has none), ``rating`` (NaN where the source has none).
 - ``items``: split ``catalog``; features ``item_id``, ``category``, ``text`` (the text columns joined).
 
+This is an export format: the cold-start split as versioned TFRecord shards for other TensorFlow tools. The
+project's own trainer does not read it (it builds the same split in memory, :mod:`tfrec_xcat.pipeline`).
+
 Prepared shards live under ``<cache>/tfds/<input fingerprint>/``: the fingerprint hashes the content of every
 file in the data directory, so a changed input gets a fresh preparation and an unchanged one is reused.
 """
@@ -191,7 +194,7 @@ def prepare(
 ) -> dict[str, tfds.core.DatasetBuilder]:
     """Prepare (or reuse) both tables of ``data_dir``; returns ``{"interactions": builder, "items": builder}``.
 
-    ``builder.as_dataset(split="train")`` then feeds training.
+    ``builder.as_dataset(split="train")`` then gives the training interactions as a ``tf.data`` pipeline.
     """
     data_dir = Path(data_dir).resolve()
     split = split or SplitSpec()
