@@ -19,7 +19,10 @@ from tfrec_xcat.models.xcat import XcatModel
 from tfrec_xcat.training.spec import TrainSpec
 from tfrec_xcat.training.trainer import train
 
-SPEC = ModelSpec(embedding_dim=16, tower_layers=[32], text_dim=16, history_per_category=8, max_tokens=8)
+# the towers alone (the memorisation term needs the counts a PreparedSeed builds: tests/test_hybrid.py)
+SPEC = ModelSpec(
+    embedding_dim=16, tower_layers=[32], text_dim=16, history_per_category=8, max_tokens=8, memorisation=False
+)
 
 
 @pytest.fixture(scope="module")

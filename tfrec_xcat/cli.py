@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfrec_xcat.errors import XcatError
-from tfrec_xcat.options import add_data_options, config_from_args
+from tfrec_xcat.options import add_data_options, config_from_args, one_line_errors
 
 PROG = "tfrec-xcat"
 
@@ -342,14 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s", force=True
     )
-    try:
-        return int(args.func(args) or 0)
-    except XcatError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return one_line_errors(PROG, lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 from tfrec_xcat.config import Config, load_config
+from tfrec_xcat.errors import XcatError
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -34,3 +37,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
             }
         },
     )
+
+
+def one_line_errors(prog: str, command: Callable[[], int]) -> int:
+    """Run ``command``: a problem the user can fix (:class:`XcatError`) is one line on stderr and exit code 2;
+    an interrupt is exit code 130."""
+    try:
+        return int(command() or 0)
+    except XcatError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

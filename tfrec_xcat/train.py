@@ -34,7 +34,7 @@ def worker_index() -> int:
 def run_training(config: Config, out: str | Path, *, strategy: Any = None, progress: bool = False) -> dict[str, Any]:
     """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``
     (``progress``: a line per epoch of each stage on stderr)."""
-    from tfrec_xcat.training.trainer import train
+    from tfrec_xcat.training.variants import train_two_tower
 
     out = Path(out)
     index = worker_index()
@@ -42,17 +42,12 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None, progr
     out.mkdir(parents=True, exist_ok=True)
     seed = config.run.seeds[0]
     prepared = prepare_seed(config, seed, workdir=workdir)
-    space, frame = prepared.training_inputs(config.model, config.training.mode)
     started = time.perf_counter()
-    result = train(
-        space,
-        frame,
+    result = train_two_tower(
+        prepared,
         config.model,
         config.training,
-        validate=prepared.validate_model,
-        workdir=workdir,
-        seed=seed,
-        with_ratings=prepared.data.has_ratings,
+        workdir,
         strategy=strategy,
         progress=progress,
     )
@@ -77,7 +72,7 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None, progr
     if index == 0:
         (out / "config.toml").write_text(config.to_toml())
         result.model.save_weights(str(out / "model" / "weights"))
-        save_space(space, out / "model")
+        save_space(result.space, out / "model")
         (out / "model" / "spec.json").write_text(json.dumps(dataclasses.asdict(config.model)))
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     else:

@@ -229,12 +229,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: a problem the user can fix is one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
+    from tfrec_xcat.options import one_line_errors
+
+    def command() -> int:
         run(argv)
-    except XcatError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return one_line_errors(PROG, command)

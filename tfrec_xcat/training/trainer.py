@@ -156,6 +156,7 @@ class TrainResult:
     examples_per_second: float
     train_seconds: float
     stages: dict[str, Any]
+    space: FeatureSpace  # what the model was trained on (saved beside its weights for export)
 
 
 def set_trainable(model: XcatModel, mode: str) -> None:
@@ -298,4 +299,5 @@ def train(
         examples_per_second=float(np.median(rates)) if rates else 0.0,
         train_seconds=time.perf_counter() - started,
         stages=info,
+        space=space,
     )

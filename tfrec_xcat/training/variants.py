@@ -8,7 +8,8 @@ cold-start validation users only.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -16,6 +17,30 @@ from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.pipeline import PreparedSeed
 from tfrec_xcat.recommender import Recommender
 from tfrec_xcat.training.spec import TrainSpec
+
+if TYPE_CHECKING:
+    from tfrec_xcat.training.trainer import TrainResult
+
+
+def train_two_tower(
+    prepared: PreparedSeed, model_spec: ModelSpec, train_spec: TrainSpec, workdir: str | Path, **kwargs: Any
+) -> TrainResult:
+    """Train an :class:`~tfrec_xcat.models.xcat.XcatModel` of ``model_spec`` on ``prepared`` as ``train_spec``
+    says, stopping on its cold-start validation users (``kwargs``: the trainer's strategy, progress, callbacks)."""
+    from tfrec_xcat.training.trainer import train
+
+    space, frame = prepared.training_inputs(model_spec, train_spec.mode)
+    return train(
+        space,
+        frame,
+        model_spec,
+        train_spec,
+        validate=prepared.validate_model,
+        workdir=workdir,
+        seed=prepared.seed,
+        with_ratings=prepared.data.has_ratings,
+        **kwargs,
+    )
 
 
 class NeuralModel(Recommender):
@@ -31,21 +56,8 @@ class NeuralModel(Recommender):
         return model, dataclasses.replace(prepared.config.training, **training)
 
     def fit(self, prepared: PreparedSeed) -> None:
-        from tfrec_xcat.training.trainer import train
-
         model_spec, train_spec = self.specs(prepared)
-        space, train_frame = prepared.training_inputs(model_spec, train_spec.mode)
-        self.space = space
-        result = train(
-            space,
-            train_frame,
-            model_spec,
-            train_spec,
-            validate=prepared.validate_model,
-            workdir=prepared.workdir or "runs/work",
-            seed=prepared.seed,
-            with_ratings=prepared.data.has_ratings,
-        )
+        result = train_two_tower(prepared, model_spec, train_spec, prepared.workdir or "runs/work")
         self.model = result.model
         self.item_vectors = self.model.target_item_vectors()
         self._scores = self.model.row_scorer(self.item_vectors)

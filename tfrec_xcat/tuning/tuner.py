@@ -90,7 +90,7 @@ class XcatTuner(kt.engine.base_tuner.BaseTuner):
             self.oracle.max_trials = len(self.oracle.trials)
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict[str, float]:
-        from tfrec_xcat.training.trainer import train
+        from tfrec_xcat.training.variants import train_two_tower
 
         self.trials_run += 1
         values = define(trial.hyperparameters, self.spec)
@@ -99,17 +99,8 @@ class XcatTuner(kt.engine.base_tuner.BaseTuner):
         prepared = self.prepared
         print(f"trial {trial.trial_id}: {values}", flush=True)
         started = time.perf_counter()
-        space, frame = prepared.training_inputs(config.model, config.training.mode)
-        result = train(
-            space,
-            frame,
-            config.model,
-            config.training,
-            validate=prepared.validate_model,
-            workdir=Path(self.project_dir).parent / "trials" / trial.trial_id,
-            seed=prepared.seed,
-            with_ratings=prepared.data.has_ratings,
-        )
+        workdir = Path(self.project_dir).parent / "trials" / trial.trial_id
+        result = train_two_tower(prepared, config.model, config.training, workdir)
         best = max(result.history) if result.history else 0.0
         seconds = time.perf_counter() - started
         print(f"trial {trial.trial_id}: {OBJECTIVE} {best:.4f} in {seconds:.0f}s", flush=True)
