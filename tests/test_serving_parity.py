@@ -538,7 +538,7 @@ def test_popularity_fallback_scores_are_raw_counts_as_documented(server: Server)
     counts = scores[0]
     assert all(c >= 1 and float(c).is_integer() for c in counts) and counts == sorted(counts, reverse=True)
     doc = (REPO / "docs" / "serving.md").read_text()
-    assert "popularity_fallback" in doc and "count" in doc
+    assert "**raw training counts**" in doc and "popularity_fallback = true" in doc
 
 
 def test_serve_recommend_and_score_options_have_help() -> None:
