@@ -213,10 +213,12 @@ def test_grpc_metadata_has_every_signature_def_as_saved(server: Server, models: 
 def test_grpc_metadata_by_label_and_bad_fields(server: Server) -> None:
     assert metadata_call(server, "xcat_item_tower", label="canary").model_spec.version.value == 2
     assert metadata_call(server, "xcat_item_tower", label="stable").model_spec.version.value == 1
-    for fields in ((), ("nope",)):
+    for fields, message in (((), "at least one metadata_field"), (("nope",), "Metadata field nope is not supported")):
         with pytest.raises(grpc.RpcError) as info:
             metadata_call(server, "xcat_item_tower", fields)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in info.value.details()
+    twice = metadata_call(server, "xcat_item_tower", ("signature_def", "signature_def"))  # allowed, as in TF Serving
+    assert twice.model_spec.version.value == 2  # the highest loaded
 
 
 def test_rest_metadata_shows_every_signature(server: Server) -> None:

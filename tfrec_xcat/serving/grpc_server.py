@@ -41,20 +41,21 @@ _STATES = {
 _ERROR_CODES = {"OK": 0, "UNKNOWN": 2}  # tensorflow.error.Code
 
 
-def _resolve(registry: Registry, spec: Any) -> Servable:
+def _resolve(registry: Registry, spec: Any, use_signature: bool = True) -> Servable:
     """The servable a ``ModelSpec`` names: its version or version label (none: the highest), then its signature;
     raises NotFound or BadRequest."""
     choice = spec.WhichOneof("version_choice")
     version = spec.version.value if choice == "version" else None
     label = spec.version_label if choice == "version_label" else None
-    return registry.get(spec.name, version, label).for_signature(spec.signature_name)
+    servable = registry.get(spec.name, version, label)
+    return servable.for_signature(spec.signature_name) if use_signature else servable
 
 
-def _lookup(registry: Registry, spec: Any, context: grpc.ServicerContext) -> Servable:
+def _lookup(registry: Registry, spec: Any, context: grpc.ServicerContext, use_signature: bool = True) -> Servable:
     """:func:`_resolve`, its errors as NOT_FOUND or INVALID_ARGUMENT."""
     code, message = grpc.StatusCode.OK, ""
     try:
-        return _resolve(registry, spec)
+        return _resolve(registry, spec, use_signature)
     except NotFound as exc:
         code, message = grpc.StatusCode.NOT_FOUND, str(exc)
     except BadRequest as exc:
@@ -117,12 +118,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         """TF Serving's answer: the SavedModel's whole ``signature_def`` map under ``metadata["signature_def"]``."""
-        if list(request.metadata_field) != ["signature_def"]:
-            fields = ", ".join(repr(f[:60]) for f in request.metadata_field) or "none"
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"metadata_field must be exactly 'signature_def' (got {fields})"
-            )
-        servable = _lookup(self.registry, request.model_spec, context)
+        message = ""
+        if not request.HasField("model_spec"):
+            message = "Missing ModelSpec"
+        elif not request.metadata_field:
+            message = "GetModelMetadataRequest must specify at least one metadata_field"
+        else:
+            other = [f for f in request.metadata_field if f != "signature_def"]
+            if other:
+                message = f"Metadata field {other[0][:100]} is not supported"
+        if message:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+        servable = _lookup(self.registry, request.model_spec, context, use_signature=False)  # all signatures anyway
         signatures = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in (servable.signature_defs or {}).items():
             signatures.signature_def[key].CopyFrom(signature)
