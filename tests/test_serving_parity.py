@@ -264,6 +264,44 @@ def test_grpc_predict_by_version_label(server: Server) -> None:
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_models_config_is_re_read_policies_apply_and_a_broken_one_keeps_the_last(
+    exported: Path, tmp_path: Path, caplog
+) -> None:
+    import logging
+
+    models = tmp_path / "models"
+    for version in (1, 2, 3):
+        shutil.copytree(exported / "xcat_item_tower" / "1", models / "xcat_item_tower" / str(version))
+    config = models / "models.config"
+
+    def write(policy: str, labels: dict[str, int]) -> None:
+        entries = "".join(f"    version_labels {{ key: '{k}' value: {v} }}\n" for k, v in labels.items())
+        config.write_text(
+            f"model_config_list {{\n  config {{\n    name: 'xcat_item_tower'\n    base_path: '/m'\n"
+            f"    model_platform: 'tensorflow'\n    model_version_policy {{ {policy} }}\n{entries}  }}\n}}\n"
+        )
+
+    write("latest { num_versions: 2 }", {"stable": 2, "canary": 3})
+    registry = Registry(models, poll_seconds=3600)
+    assert registry.versions("xcat_item_tower") == [2, 3]
+    assert registry.get("xcat_item_tower", label="canary").version == 3
+    write("specific { versions: 1 versions: 3 }", {"stable": 3, "canary": 3})  # promote canary, roll 1 back in
+    registry.refresh()
+    assert registry.versions("xcat_item_tower") == [1, 3]
+    assert registry.get("xcat_item_tower", label="stable").version == 3
+    with pytest.raises(BadRequest, match="Unrecognized servable version label: old"):
+        registry.get("xcat_item_tower", label="old")
+    config.write_text("model_config_list { config { name: 'x' nonsense: 1 } }")
+    with caplog.at_level(logging.ERROR):
+        registry.refresh()
+        registry.refresh()
+    assert sum("not a text ModelServerConfig" in r.getMessage() for r in caplog.records) == 1  # logged once
+    assert registry.get("xcat_item_tower", label="stable").version == 3  # the last good config stays
+    config.unlink()  # no config: the server's default policy (the newest version), no labels
+    registry.refresh()
+    assert registry.versions("xcat_item_tower") == [3] and registry.labels("xcat_item_tower") == {}
+
+
 # ------------------------------------------------------------------------------------------ signatures
 
 
