@@ -147,7 +147,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, args.rest_port, "--rest-port")
     _check_port_free(args.host, args.grpc_port, "--grpc-port")
     try:
-        serve(args.models, args.host, args.rest_port, args.grpc_port, args.poll_seconds)
+        serve(
+            args.models,
+            args.host,
+            args.rest_port,
+            args.grpc_port,
+            args.poll_seconds,
+            enable_batching=args.enable_batching,
+            batching_parameters_file=args.batching_parameters_file,
+        )
+    except ValueError as exc:  # an unreadable batching parameters file
+        raise XcatError(str(exc)) from None
     except OSError as exc:  # a port taken between the check and the bind; gRPC's bind failure is an OSError too
         raise XcatError(
             f"cannot serve on {args.host} (--rest-port {args.rest_port}, --grpc-port {args.grpc_port}): "
@@ -287,16 +297,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve saved_models/ with TF Serving's REST and gRPC API")
     p.add_argument("--models", default="saved_models", help="models folder (default saved_models/)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--rest-port", type=int, default=8501)
-    p.add_argument("--grpc-port", type=int, default=8500)
+    p.add_argument(
+        "--rest-port", type=int, default=8501, help="REST API port (default 8501, as TF Serving; 0: any free)"
+    )
+    p.add_argument(
+        "--grpc-port", type=int, default=8500, help="gRPC API port (default 8500, as TF Serving; 0: any free)"
+    )
     p.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    p.add_argument(
+        "--enable-batching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch concurrent requests as TF Serving's --enable_batching does (default on; see docs/serving.md)",
+    )
+    p.add_argument(
+        "--batching-parameters-file",
+        help="TF Serving batching parameters (default: MODELS/batching_parameters.txt if present)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("recommend", help="ask a running server (REST) for one user's recommendations")
-    p.add_argument("--server", default="http://127.0.0.1:8501")
+    p.add_argument("--server", default="http://127.0.0.1:8501", help="REST address of the server (default %(default)s)")
     p.add_argument("--user", required=True, help="user id (may be unknown)")
     p.add_argument("--history", help="comma-separated recent item ids, oldest first")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=int, default=10, help="how many recommendations (default 10)")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer (default 10)")
     p.set_defaults(func=cmd_recommend)
 
@@ -314,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="saved_models/xcat_retrieval", help="exported retrieval model folder")
     p.add_argument("--version", type=int, help="model version (default: the highest)")
     p.add_argument("--users", default="all", help="'all' or a file with one user id per line")
-    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--k", type=int, default=100, help="items per user (default 100)")
     p.add_argument("--out", required=True, help="output folder of Parquet shards")
     p.add_argument("--block", type=int, default=4096, help="users per shard")
     p.add_argument(
@@ -323,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="brute",
         help="exact search, or ScaNN (optional extra; its recall@k and speed-up are measured and reported)",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("run", help="split, fit every model, evaluate, write metrics.json and the report")

@@ -220,10 +220,21 @@ def bench_latency(models: Path, data: Any, calls: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ 3 endpoint
 def bench_endpoint(models: Path, data: Any, seconds: float, in_process_p50: float) -> dict[str, Any]:
+    """Batch-1 load on each protocol at concurrency 1/8/32, with server-side batching off and then on (the
+    exported batching_parameters.txt)."""
+    out: dict[str, Any] = {}
+    for suffix, flag in (("", "--no-enable-batching"), (" batched", "--enable-batching")):
+        out.update(endpoint_levels(models, data, seconds, in_process_p50, flag, suffix))
+    return out
+
+
+def endpoint_levels(
+    models: Path, data: Any, seconds: float, in_process_p50: float, flag: str, suffix: str
+) -> dict[str, Any]:
     from tfrec_xcat.serving.client import RestClient
 
     rest_port, grpc_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "tfrec_xcat", "serve", "--models", str(models)]
+    cmd = [sys.executable, "-m", "tfrec_xcat", "serve", "--models", str(models), flag]
     cmd += ["--rest-port", str(rest_port), "--grpc-port", str(grpc_port)]
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -245,10 +256,9 @@ def bench_endpoint(models: Path, data: Any, seconds: float, in_process_p50: floa
         out: dict[str, Any] = {}
         for protocol in ("rest", "grpc"):
             for concurrency in (1, 8, 32):
-                out[f"{protocol} c={concurrency}"] = load(protocol, one, concurrency, seconds, rest_port, grpc_port)
-                out[f"{protocol} c={concurrency}"]["overhead_p50_ms"] = (
-                    out[f"{protocol} c={concurrency}"]["p50_ms"] - in_process_p50 if concurrency == 1 else None
-                )
+                name = f"{protocol} c={concurrency}{suffix}"
+                out[name] = load(protocol, one, concurrency, seconds, rest_port, grpc_port)
+                out[name]["overhead_p50_ms"] = out[name]["p50_ms"] - in_process_p50 if concurrency == 1 else None
         return out
     finally:
         server.terminate()
@@ -443,7 +453,8 @@ def render(results: dict[str, Any]) -> str:
     ep = results.get("endpoint")
     if ep:
         lines += [
-            f"## 3. Endpoint on loopback (batch-1 requests, {results['settings']['endpoint_seconds']:g} s per level)",
+            f"## 3. Endpoint on loopback (batch-1 requests, {results['settings']['endpoint_seconds']:g} s per level; "
+            "'batched': server-side batching on)",
             "",
             "| protocol, concurrency | req/s | p50 ms | p99 ms | requests | errors | p50 overhead over in-process ms |",
             "|---|---|---|---|---|---|---|",

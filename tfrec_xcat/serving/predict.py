@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -267,22 +268,48 @@ def _check_cost(servable: Servable, arrays: dict[str, np.ndarray]) -> None:
             )
 
 
-def run(servable: Servable, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Call the servable's ``serving_default`` with arrays checked by :func:`json_inputs` or :func:`proto_inputs`."""
+def check(servable: Servable, arrays: dict[str, np.ndarray]) -> None:
+    """Everything about a request that can be checked before the model runs."""
     check_names(servable, arrays)
     _check_cost(servable, arrays)
+
+
+def call(servable: Servable, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The signature on checked arrays (one request's, or a batch of them); what the model rejects is a BadRequest."""
     try:
         tensors = {n: tf.constant(a, dtype=servable.inputs[n].dtype) for n, a in arrays.items()}
         outputs = servable.signature(**tensors)
     except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError, ValueError, TypeError) as exc:
         raise BadRequest(f"the model rejected the request: {first_line(exc)}") from None
-    result = {k: v.numpy() for k, v in outputs.items()}
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def check_outputs(result: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for name, value in result.items():
         if value.size > MAX_OUTPUT_ELEMENTS:
             raise TooLarge(
                 f"output '{name}' has {value.size:,} elements, more than {MAX_OUTPUT_ELEMENTS:,}; send smaller batches"
             )
     return result
+
+
+def run(servable: Servable, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Call the servable's signature with arrays checked by :func:`json_inputs` or :func:`proto_inputs`."""
+    check(servable, arrays)
+    return check_outputs(call(servable, arrays))
+
+
+Runner = Callable[[Servable, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def pick_signature(servable: Servable, body: Any) -> Servable:
+    """The signature a REST body names (``signature_name``; default ``serving_default``)."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    signature = body.get("signature_name", "")
+    if not isinstance(signature, str):
+        raise BadRequest("'signature_name' key must be a string value.")
+    return servable.for_signature(signature)
 
 
 def json_inputs(servable: Servable, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -326,17 +353,14 @@ def rows_to_columns(instances: Any, servable: Servable) -> dict[str, Any]:
     raise BadRequest(f"instances must be objects with keys {names}")
 
 
-def predict_json(servable: Servable, body: Any) -> dict[str, Any]:
-    """A REST ``:predict`` body → the REST reply, as TF Serving shapes it."""
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    signature = body.get("signature_name", "serving_default")
-    if signature != "serving_default":
-        raise BadRequest(f'Serving signature name: "{str(signature)[:100]}" not found in signature def')
+def predict_json(servable: Servable, body: Any, runner: Runner = run) -> dict[str, Any]:
+    """A REST ``:predict`` body → the REST reply, as TF Serving shapes it (the signature is the one the body
+    names; ``runner`` is :func:`run` or a batcher's)."""
+    servable = pick_signature(servable, body)
     if ("instances" in body) == ("inputs" in body):
         raise BadRequest("the request must have exactly one of 'instances' or 'inputs'")
     if "instances" in body:
-        outputs = run(servable, json_inputs(servable, rows_to_columns(body["instances"], servable)))
+        outputs = runner(servable, json_inputs(servable, rows_to_columns(body["instances"], servable)))
         n = len(next(iter(outputs.values())))
         if len(outputs) == 1:
             return {"predictions": jsonable(next(iter(outputs.values())))}
@@ -347,27 +371,23 @@ def predict_json(servable: Servable, body: Any) -> dict[str, Any]:
         if len(servable.inputs) != 1:
             raise BadRequest(f"'inputs' must be an object with keys {sorted(servable.inputs)}")
         inputs = {next(iter(servable.inputs)): inputs}
-    outputs = run(servable, json_inputs(servable, inputs))
+    outputs = runner(servable, json_inputs(servable, inputs))
     if len(outputs) == 1:
         return {"outputs": jsonable(next(iter(outputs.values())))}
     return {"outputs": {k: jsonable(v) for k, v in outputs.items()}}
 
 
 def signature_json(servable: Servable) -> dict[str, Any]:
-    """The ``serving_default`` SignatureDef as TF Serving's metadata JSON shows it."""
+    """The SavedModel's ``signature_def`` map as TF Serving's metadata JSON shows it (every signature, with the
+    graph's tensor names)."""
+    from google.protobuf import json_format
 
-    def tensor_info(name: str, spec: tf.TensorSpec) -> dict[str, Any]:
-        dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
-        return {
-            "dtype": f"DT_{spec.dtype.name.upper()}",
-            "tensor_shape": {"dim": dims, "unknown_rank": False},
-            "name": name,
-        }
-
+    defs = servable.signature_defs
+    if defs is None:
+        return {}
     return {
-        "serving_default": {
-            "inputs": {n: tensor_info(f"serving_default_{n}:0", s) for n, s in servable.inputs.items()},
-            "outputs": {n: tensor_info(n, s) for n, s in servable.outputs.items()},
-            "method_name": "tensorflow/serving/predict",
-        }
+        key: json_format.MessageToDict(
+            defs[key], preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        for key in sorted(defs)
     }

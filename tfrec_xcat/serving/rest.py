@@ -1,10 +1,11 @@
 """TF Serving's REST API over a :class:`Registry` (stdlib HTTP server, one thread per request).
 
-``GET /v1/models/{name}[/versions/{v}]`` (status), ``GET /v1/models/{name}[/versions/{v}]/metadata``,
-``POST /v1/models/{name}[/versions/{v}]:predict`` (``instances`` or ``inputs``). Errors are ``{"error": "..."}``
-with 400 (bad request, garbage request lines included), 404 (unknown model, version or path), 405, 408 (a body
-that stops arriving), 411/413 (missing or too large body, or a request over a size limit), 503 (too many open
-connections); the server answers every request with a status line and never lets one take it down.
+``GET /v1/models/{name}[/versions/{v}|/labels/{label}]`` (status), ``GET .../metadata``, ``POST ...:predict``
+(``instances`` or ``inputs``, optional ``signature_name``), and ``GET /monitoring/prometheus/metrics``. Errors are
+``{"error": "..."}`` with 400 (bad request, an unknown version label, garbage request lines included), 404
+(unknown model, version or path), 405, 408 (a body that stops arriving), 411/413 (missing or too large body, or a
+request over a size limit), 503 (too many open connections, or a full batch queue); the server answers every
+request with a status line and never lets one take it down.
 
 Bounded: at most ``max_connections`` connections are served at once (one thread each; more get a 503 and are
 closed), a connection idle for ``idle_timeout`` seconds between reads is closed, a request must arrive whole
@@ -23,16 +24,22 @@ import socket
 import sys
 import threading
 import time
+from contextlib import nullcontext
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tfrec_xcat.serving.predict import TooLarge, predict_json, signature_json
+from tfrec_xcat.serving import metrics as prometheus
+from tfrec_xcat.serving.batching import Batcher, Unavailable
+from tfrec_xcat.serving.metrics import Metrics
+from tfrec_xcat.serving.predict import TooLarge, pick_signature, predict_json, run, signature_json
 from tfrec_xcat.serving.registry import BadRequest, NotFound, Registry
 
 log = logging.getLogger(__name__)
 
-PATH = re.compile(r"^/v1/models/([A-Za-z0-9_.-]{1,128})(?:/versions/(\d{1,18}))?(:predict|/metadata)?$")
+PATH = re.compile(
+    r"^/v1/models/([A-Za-z0-9_.-]{1,128})(?:/versions/(\d{1,18})|/labels/([A-Za-z0-9_.-]{1,128}))?(:predict|/metadata)?$"
+)
 MAX_BODY = 8 * 1024 * 1024
 MAX_CONNECTIONS = 128  # connections served at once (one thread each)
 IDLE_TIMEOUT = 30.0  # seconds a connection may stay silent while the server waits to read
@@ -75,6 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "tfrec-xcat-serving"
     protocol_version = "HTTP/1.1"
     registry: Registry
+    metrics: Metrics
+    batcher: Batcher | None = None
     max_body: int = MAX_BODY
     timeout = IDLE_TIMEOUT  # socket timeout for every read (StreamRequestHandler applies it)
     request_timeout = REQUEST_TIMEOUT
@@ -91,11 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet by default
         log.debug("%s - %s", self.address_string(), format % args)
 
-    def _reply(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
+    def _reply(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         self.connection.settimeout(self.timeout)  # writes wait the idle timeout, whatever the read deadline left
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -135,25 +144,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._reply(status, {"error": message})
 
-    def _route(self) -> tuple[str, int | None, str] | None:
+    def _route(self) -> tuple[str, int | None, str | None, str] | None:
         match = PATH.match(self.path.split("?", 1)[0])
         if not match:
             self._error(HTTPStatus.NOT_FOUND, f"Malformed request: {self.command} {self.path[:200]}")
             return None
-        name, version, action = match.groups()
-        return name, int(version) if version else None, action or ""
+        name, version, label, action = match.groups()
+        return name, int(version) if version else None, label, action or ""
 
     def do_GET(self) -> None:
         try:
+            if self.path.split("?", 1)[0] == prometheus.PATH:
+                self._reply(HTTPStatus.OK, self.metrics.render(), prometheus.CONTENT_TYPE)
+                return
             route = self._route()
             if route is None:
                 return
-            name, version, action = route
+            name, version, label, action = route
             if action == ":predict":
                 self._error(HTTPStatus.METHOD_NOT_ALLOWED, "predict takes POST")
                 return
             if action == "/metadata":
-                servable = self.registry.get(name, version)
+                servable = self.registry.get(name, version, label)
                 self._reply(
                     HTTPStatus.OK,
                     {
@@ -162,9 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
                 return
-            self._reply(HTTPStatus.OK, {"model_version_status": self.registry.status(name, version)})
+            self._reply(HTTPStatus.OK, {"model_version_status": self.registry.status(name, version, label)})
         except NotFound as exc:
             self._error(HTTPStatus.NOT_FOUND, str(exc))
+        except BadRequest as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
         except (ConnectionError, TimeoutError) as exc:
             self._hung_up(exc)
         except Exception as exc:  # never a 5xx for what a client sent
@@ -195,29 +209,50 @@ class _Handler(BaseHTTPRequestHandler):
             route = self._route()
             if route is None:
                 return
-            name, version, action = route
+            name, version, label, action = route
             if action != ":predict":
                 self._error(HTTPStatus.METHOD_NOT_ALLOWED, "only :predict takes POST")
                 return
-            servable = self.registry.get(name, version)
-            try:
-                body = json.loads(raw.decode("utf-8"))
-            except RecursionError:
-                raise BadRequest("JSON Parse error: nested too deeply") from None
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise BadRequest(f"JSON Parse error: {str(exc)[:200]}") from None
-            self._reply(HTTPStatus.OK, predict_json(servable, body))
-        except NotFound as exc:
-            self._error(HTTPStatus.NOT_FOUND, str(exc))
-        except TooLarge as exc:
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc))
-        except BadRequest as exc:
-            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+            self._predict(name, version, label, raw)
         except (ConnectionError, TimeoutError) as exc:
             self._hung_up(exc)
         except Exception as exc:
             log.exception("POST %s failed", self.path[:200])
             self._error(HTTPStatus.BAD_REQUEST, f"cannot answer: {type(exc).__name__}")
+
+    def _predict(self, name: str, version: int | None, label: str | None, raw: bytes) -> None:
+        """Run one ``:predict`` and answer it; counted in the metrics if ``name`` is a served model."""
+        started = time.perf_counter()
+        servable, signature, code = None, "", "OK"
+        try:
+            servable = self.registry.get(name, version, label)
+            with self.batcher.expecting(name) if self.batcher is not None else nullcontext():
+                try:
+                    body = json.loads(raw.decode("utf-8"))
+                except RecursionError:
+                    raise BadRequest("JSON Parse error: nested too deeply") from None
+                except (UnicodeDecodeError, ValueError) as exc:
+                    raise BadRequest(f"JSON Parse error: {str(exc)[:200]}") from None
+                view = pick_signature(servable, body)
+                signature = view.signature_name
+                reply = predict_json(view, body, self.batcher.run if self.batcher is not None else run)
+        except NotFound as exc:
+            code, status, reply = "NOT_FOUND", HTTPStatus.NOT_FOUND, {"error": str(exc)}
+        except TooLarge as exc:
+            code, status, reply = "RESOURCE_EXHAUSTED", HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": str(exc)}
+        except BadRequest as exc:
+            code, status, reply = "INVALID_ARGUMENT", HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+        except Unavailable as exc:
+            code, status, reply = "UNAVAILABLE", HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)}
+        except Exception as exc:  # a bug, not the client's doing: one clear answer, one log line
+            log.exception("POST %s failed", self.path[:200])
+            code, status, reply = "INTERNAL", HTTPStatus.BAD_REQUEST, {"error": f"cannot answer: {type(exc).__name__}"}
+        else:
+            status = HTTPStatus.OK
+        if servable is not None or name in self.registry.names():
+            version_seen = servable.version if servable is not None else None
+            self.metrics.record(name, version_seen, signature, "Predict", "REST", code, time.perf_counter() - started)
+        self._reply(status, reply)
 
     def do_PUT(self) -> None:
         self._error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and POST")
@@ -313,8 +348,17 @@ def make_rest_server(
     max_connections: int = MAX_CONNECTIONS,
     idle_timeout: float = IDLE_TIMEOUT,
     request_timeout: float = REQUEST_TIMEOUT,
+    metrics: Metrics | None = None,
+    batcher: Batcher | None = None,
 ) -> RestServer:
-    attributes = {"registry": registry, "max_body": max_body, "timeout": idle_timeout}
+    """``metrics`` (shared with the gRPC server for one page of both) and ``batcher`` (None: no batching)."""
+    attributes = {
+        "registry": registry,
+        "max_body": max_body,
+        "timeout": idle_timeout,
+        "metrics": metrics if metrics is not None else Metrics(),
+        "batcher": batcher,
+    }
     handler = type("Handler", (_Handler,), {**attributes, "request_timeout": request_timeout})
     return RestServer((host, port), handler, max_connections)
 
