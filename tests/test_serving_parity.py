@@ -308,14 +308,14 @@ def test_models_config_is_re_read_policies_apply_and_a_broken_one_keeps_the_last
 def test_signature_name_selects_another_signature(server: Server) -> None:
     body = {"signature_name": "query", "inputs": {"user_id": ["u0000001"], "history": [["FOO00003"]]}}
     status, reply, _ = http(server.rest, "/v1/models/xcat_retrieval:predict", body)
-    assert status == 200 and set(reply["outputs"]) == {"query", "usable"}
+    assert status == 200 and set(reply["outputs"]) == {"query", "usable", "wide"}  # a wide & deep model
     request = predict_pb2.PredictRequest()
     spec(request, "xcat_retrieval")
     request.model_spec.signature_name = "query"
     request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(["u0000001"]))
     request.inputs["history"].CopyFrom(tf.make_tensor_proto([["FOO00003"]]))
     reply = prediction_service_pb2_grpc.PredictionServiceStub(server.channel).Predict(request, timeout=30)
-    assert reply.model_spec.signature_name == "query" and set(reply.outputs) == {"query", "usable"}
+    assert reply.model_spec.signature_name == "query" and set(reply.outputs) == {"query", "usable", "wide"}
     status, reply, _ = http(server.rest, "/v1/models/xcat_retrieval:predict", {**body, "signature_name": "nope"})
     assert status == 400 and "nope" in reply["error"]
 
