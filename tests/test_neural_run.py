@@ -32,8 +32,21 @@ def metrics(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def test_every_neural_variant_runs(metrics: dict) -> None:
-    expected = {n for n in MODELS if n not in ("popularity", "ridge_map", "content_knn")}
-    assert {"transfer", "transfer_wide_deep", "transfer_deep", "target_only", "emcdr"} <= expected
+    expected = {
+        "transfer",
+        "transfer_wide_deep",
+        "transfer_deep",
+        "transfer_frozen",
+        "transfer_partial",
+        "transfer_joint",
+        "transfer_no_grl",
+        "transfer_id_only",
+        "target_only",
+        "emcdr",
+        "cooccurrence",
+        "itemknn",
+        "rp3beta",
+    }
     assert set(metrics["models"]) == expected
     for name, result in metrics["models"].items():
         assert 0 <= result["cold_start_test"]["ndcg@10"] <= 1, name
