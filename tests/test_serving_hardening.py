@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from tests.servers import launch_server
 from tfrec_xcat.serving.client import GrpcClient, RestClient, ServingError
 from tfrec_xcat.serving.grpc_server import make_grpc_server
 from tfrec_xcat.serving.registry import Registry
@@ -73,17 +74,7 @@ class ServerProcess:
         self.rest = self.grpc = ""
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-        command = [sys.executable, "-m", "tfrec_xcat", "serve", "--models", str(self.models)]
-        command += ["--rest-port", "0", "--grpc-port", "0", "--poll-seconds", "0.5"]
-        with open(self.log, "a") as err:
-            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-        assert self.proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout=180)
-        selector.close()
-        line = self.proc.stdout.readline() if ready else ""
+        self.proc, line = launch_server(self.models, self.log)
         match = re.search(r"REST (http://127\.0\.0\.1:\d+), gRPC (127\.0\.0\.1:\d+)", line)
         assert match, f"the server did not start: {line!r}\n{self.stderr()}"
         self.rest, self.grpc = match.groups()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import selectors
 import shutil
 import signal
 import subprocess
@@ -41,6 +40,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from tests.servers import launch_server
 from tfrec_xcat.serving.batching import Batcher, BatchingParameters, read_batching_parameters
 from tfrec_xcat.serving.metrics import Metrics
 from tfrec_xcat.serving.predict import run
@@ -72,18 +72,8 @@ class Server:
     """``python -m tfrec_xcat serve`` with ``extra`` flags on free loopback ports."""
 
     def __init__(self, models: Path, log: Path, extra: list[str]) -> None:
-        env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-        command = [sys.executable, "-m", "tfrec_xcat", "serve", "--models", str(models), "--rest-port", "0"]
-        command += ["--grpc-port", "0", "--poll-seconds", "0.5", *extra]
         self.log = log
-        with open(log, "a") as err:
-            self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-        assert self.proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        ready = selector.select(timeout=180)
-        selector.close()
-        line = self.proc.stdout.readline() if ready else ""
+        self.proc, line = launch_server(models, log, tuple(extra))
         match = re.search(r"REST (http://127\.0\.0\.1:\d+), gRPC (127\.0\.0\.1:\d+) \(batching (on|off)\)", line)
         assert match, f"the server did not start: {line!r}\n{log.read_text()[-3000:]}"
         self.rest, self.grpc, self.batching = match.groups()
