@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -178,3 +179,52 @@ def test_non_ascii_user_ids_with_the_real_model(setup, tmp_path: Path) -> None:
     manifest = score_users(retrieval, data, users, tmp_path, k=5, progress=False)
     frame = pd.read_parquet(tmp_path)
     assert manifest["rows"] == 25 and set(frame.user_id) == set(users)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    users=st.integers(1, 10),
+    items=st.integers(1, 200),
+    k=st.integers(1, 30),
+    block=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    boosted=st.integers(0, 300),
+)
+def test_blocked_top_k_with_a_sparse_addition(users, items, k, block, seed, boosted) -> None:
+    """A wide & deep model's memorisation term, added sparsely per block, gives the top-k of the dense sum."""
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-2, 3, size=(users, 3)).astype(np.float32)
+    v = rng.integers(-2, 3, size=(items, 3)).astype(np.float32)
+    add = sp.csr_matrix(
+        (
+            rng.integers(1, 4, boosted).astype(np.float32),
+            (rng.integers(0, users, boosted), rng.integers(0, items, boosted)),
+        ),
+        shape=(users, items),
+    )
+    rows, cols = rng.integers(0, users, 5), rng.integers(0, items, 5)
+    got_cols, got_scores = top_k_blocked(q, v, k, (rows, cols), block_bytes=4 * items * block, add=add)
+    dense = q @ v.T + add.toarray()
+    expected, values = _expected_top_k(dense, np.eye(items, dtype=np.float32), k, (rows, cols))
+    np.testing.assert_array_equal(got_scores, values.astype(np.float32))
+    finite = np.isfinite(values)
+    np.testing.assert_array_equal(got_cols[finite], expected[finite])
+
+
+def test_scann_with_a_sparse_addition_keeps_every_boosted_item() -> None:
+    """ScaNN finds dot-product neighbours; items the memorisation term boosts join them and are re-scored, so a
+    strongly boosted item is never missed (and an excluded one never returned)."""
+    pytest.importorskip("scann")
+    from tfrec_xcat.scoring.index import Scann
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    queries = rng.normal(size=(20, 8)).astype(np.float32)
+    boosted = rng.integers(0, 400, size=20)
+    add = sp.csr_matrix((np.full(20, 1e3, np.float32), (np.arange(20), boosted)), shape=(20, 400))
+    exclude = (np.array([0]), np.array([boosted[0]]))
+    cols, scores = Scann(vectors, 10).top_k(queries, 10, exclude, add=add)
+    assert boosted[0] not in cols[0]
+    assert (cols[1:, 0] == boosted[1:]).all()
+    exact = queries @ vectors.T + add.toarray()
+    np.testing.assert_allclose(scores[1:, 0], exact[np.arange(1, 20), boosted[1:]], rtol=1e-5)

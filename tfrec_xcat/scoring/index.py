@@ -75,7 +75,7 @@ def top_k_blocked(
         scores = queries[start:stop] @ vt
         if add is not None:
             extra = add[start:stop].tocoo()
-            scores[extra.row, extra.col] += extra.data
+            np.add.at(scores, (extra.row, extra.col), extra.data)  # duplicates add up, as in a sparse sum
         lo, hi = np.searchsorted(ex_rows, [start, stop])
         scores[ex_rows[lo:hi] - start, ex_cols[lo:hi]] = -np.inf
         threshold = np.partition(scores[:, sample], len(sample) - rank, axis=1)[:, len(sample) - rank]
