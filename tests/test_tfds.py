@@ -47,9 +47,15 @@ def test_prepare_reuse_and_invalidate(small_shop_dir: Path, tmp_path: Path) -> N
     assert changed["items"].data_dir != items.data_dir
     assert changed["items"].info.splits["catalog"].num_examples == 201
 
-    # another seed is another config
+    # another seed is another folder
     other = prepare(data, source="Food", target="Kitchen", seed=1, cache=cache)
     assert other["interactions"].data_dir != changed["interactions"].data_dir
+
+    # by name, as any TFDS user would load it
+    by_name = tfds.builder("xcat_shop/interactions", data_dir=other["interactions"].data_dir_root)
+    assert by_name.info.splits["train"].num_examples == other["interactions"].info.splits["train"].num_examples
+    first = next(iter(by_name.as_dataset(split="cold_start_test", batch_size=10_000)))
+    assert set(first) == {"user_id", "item_id", "category", "position", "timestamp", "rating"}
 
 
 def test_new_items_never_reach_the_train_shards(small_shop_dir: Path, tmp_path: Path) -> None:

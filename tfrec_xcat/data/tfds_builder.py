@@ -13,8 +13,9 @@ seed, fractions). Two tables, two configs:
 This is an export format: the cold-start split as versioned TFRecord shards for other TensorFlow tools. The
 project's own trainer does not read it (it builds the same split in memory, :mod:`tfrec_xcat.pipeline`).
 
-Prepared shards live under ``<cache>/tfds/<input fingerprint>/``: the fingerprint hashes the content of every
-file in the data directory, so a changed input gets a fresh preparation and an unchanged one is reused.
+Prepared shards live under ``<cache>/tfds/<input fingerprint>/<options digest>/xcat_shop/<table>/1.0.0``: the
+fingerprint hashes the content of every file in the data directory, so a changed input gets a fresh preparation
+and an unchanged one is reused; the options digest keeps differently-split preparations apart.
 """
 
 from __future__ import annotations
@@ -63,11 +64,10 @@ class XcatShopConfig(tfds.core.BuilderConfig):
         return out
 
 
-def make_config(table: str, **options: Any) -> XcatShopConfig:
-    """A config whose name encodes its options, so differently-split preparations never share a folder."""
-    probe = XcatShopConfig(name="probe", table=table, **options)
-    digest = hashlib.sha256(json.dumps(probe.options(), sort_keys=True).encode()).hexdigest()[:10]
-    return XcatShopConfig(name=f"{table}_{digest}", version="1.0.0", table=table, **options)
+def options_digest(**options: Any) -> str:
+    """A short digest of the reading and split options: differently-split preparations live in different folders."""
+    probe = XcatShopConfig(name="probe", table="interactions", **options)
+    return hashlib.sha256(json.dumps(probe.options(), sort_keys=True).encode()).hexdigest()[:10]
 
 
 @functools.lru_cache(maxsize=4)
@@ -95,8 +95,20 @@ class XcatShop(tfds.core.GeneratorBasedBuilder):
         XcatShopConfig(name="items", table="items"),
     ]
 
+    def __init__(self, *, options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """``options``: how to read and split (the fields of :class:`XcatShopConfig`); the config itself is named
+        plainly (``interactions`` / ``items``), so ``tfds.builder("xcat_shop/interactions", data_dir=...)`` finds a
+        preparation by name; the options live in the folder (``prepare``) and in the dataset's metadata."""
+        self._options = dict(options or {})
+        super().__init__(**kwargs)
+
+    @property
+    def settings(self) -> XcatShopConfig:
+        """The builder config with this preparation's options applied."""
+        return dataclasses.replace(self.builder_config, **self._options) if self._options else self.builder_config
+
     def _info(self) -> tfds.core.DatasetInfo:
-        cfg: XcatShopConfig = self.builder_config
+        cfg: XcatShopConfig = self.settings
         if cfg.table == "items":
             features = tfds.features.FeaturesDict(
                 {"item_id": tfds.features.Text(), "category": tfds.features.Text(), "text": tfds.features.Text()}
@@ -119,12 +131,12 @@ class XcatShop(tfds.core.GeneratorBasedBuilder):
         )
 
     def _shop(self, manual_dir: Path) -> Any:
-        cfg: XcatShopConfig = self.builder_config
+        cfg: XcatShopConfig = self.settings
         reader = {k: cfg.options()[k] for k in ("data_format", "text_columns", "max_bad_fraction")}
         return _read(str(manual_dir), fingerprint(manual_dir), json.dumps(reader, sort_keys=True))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
-        cfg: XcatShopConfig = self.builder_config
+        cfg: XcatShopConfig = self.settings
         shop = self._shop(Path(dl_manager.manual_dir))
         if cfg.table == "items":
             return {"catalog": self._generate_examples(shop)}
@@ -194,7 +206,9 @@ def prepare(
 ) -> dict[str, tfds.core.DatasetBuilder]:
     """Prepare (or reuse) both tables of ``data_dir``; returns ``{"interactions": builder, "items": builder}``.
 
-    ``builder.as_dataset(split="train")`` then gives the training interactions as a ``tf.data`` pipeline.
+    ``builder.as_dataset(split="train")`` then gives the training interactions as a ``tf.data`` pipeline; later,
+    ``tfds.builder("xcat_shop/interactions", data_dir=builder.data_dir_root)`` finds the same data by name (after
+    ``import tfrec_xcat.data.tfds_builder``, which registers the builder).
     """
     data_dir = Path(data_dir).resolve()
     split = split or SplitSpec()
@@ -211,9 +225,10 @@ def prepare(
         "text_columns": tuple(text_columns) if text_columns is not None else None,
         "max_bad_fraction": max_bad_fraction,
     }
+    root = root / options_digest(**options)
     builders = {}
     for table in ("interactions", "items"):
-        builder = XcatShop(config=make_config(table, **options), data_dir=str(root))
+        builder = XcatShop(config=table, data_dir=str(root), options=options)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=str(data_dir), try_download_gcs=False)
         )
