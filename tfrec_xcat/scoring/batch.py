@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from tfrec_xcat.data.dataset import ShopData
 from tfrec_xcat.errors import XcatError
+from tfrec_xcat.export.loading import load_saved_model
 from tfrec_xcat.scoring.index import Index, build_index, compare, exclusions_of
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
     elif version not in found:
         raise XcatError(f"{base}: no version {version} (found {', '.join(map(str, found))})")
     where: str | Path = f"{base}/{version}" if is_url(base) else Path(base) / str(version)
-    loaded = tf.saved_model.load(str(where))
+    loaded = load_saved_model(str(where))
     if "query" not in loaded.signatures or "candidates" not in loaded.signatures:
         raise XcatError(f"{where}: not an xcat_retrieval model (no query/candidates signatures)")
     candidates = loaded.signatures["candidates"]()

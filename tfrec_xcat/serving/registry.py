@@ -21,6 +21,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfrec_xcat.export.loading import load_saved_model
+
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
@@ -72,7 +74,7 @@ def load_servable(name: str, version: int, path: Path) -> Servable:
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((path / "saved_model.pb").read_bytes())
     defs = proto.meta_graphs[0].signature_def if proto.meta_graphs else {}
-    loaded = tf.saved_model.load(str(path))
+    loaded = load_saved_model(str(path))
     if DEFAULT_SIGNATURE not in loaded.signatures:
         raise ValueError(f"{path} has no {DEFAULT_SIGNATURE!r} signature")
     servable = _signature_view(name, version, loaded, DEFAULT_SIGNATURE, defs)
