@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,13 @@ def launch_server(
     ready = selector.select(timeout=180)
     selector.close()
     return proc, proc.stdout.readline() if ready else ""
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 20 seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.servers import launch_server
+from tests.servers import launch_server, stop_server
 from tfrec_xcat.serving.client import GrpcClient, RestClient, ServingError
 from tfrec_xcat.serving.grpc_server import make_grpc_server
 from tfrec_xcat.serving.registry import Registry
@@ -98,12 +98,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self.alive():
             assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
+            stop_server(self.proc)
 
     def assert_answers(self) -> None:
         """Still running, and a good request on each protocol gets its answer."""

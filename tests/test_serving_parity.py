@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -40,7 +39,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tests.servers import launch_server
+from tests.servers import launch_server, stop_server
 from tfrec_xcat.serving.batching import Batcher, BatchingParameters, read_batching_parameters
 from tfrec_xcat.serving.metrics import Metrics
 from tfrec_xcat.serving.predict import run
@@ -81,12 +80,7 @@ class Server:
 
     def stop(self) -> None:
         self.channel.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=20)
+        stop_server(self.proc)
 
 
 @pytest.fixture(scope="module")
