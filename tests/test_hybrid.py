@@ -132,9 +132,9 @@ def test_ranker_never_sees_validation_or_test_users(ctx: PreparedSeed, monkeypat
     real_train = hybrid.Transfer._train_ranker
     labelled: list[np.ndarray] = []
 
-    def spy_train(self, spec, lists, labels, n, fit_ctx):  # type: ignore[no-untyped-def]
+    def spy_train(self, spec, lists, labels, n, fit_ctx, features):  # type: ignore[no-untyped-def]
         labelled.append(trained_rows[-1])
-        return real_train(self, spec, lists, labels, n, fit_ctx)
+        return real_train(self, spec, lists, labels, n, fit_ctx, features)
 
     monkeypatch.setattr(hybrid.Signals, "lists", spy)
     monkeypatch.setattr(hybrid.Transfer, "_train_ranker", spy_train)

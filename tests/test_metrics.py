@@ -6,8 +6,11 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from tfrec_xcat.evaluation.metrics import rank_metrics
+from tfrec_xcat.evaluation.metrics import list_ndcg, rank_metrics
 
 
 def test_hand_computed_single_user() -> None:
@@ -43,3 +46,48 @@ def test_ties_break_by_item_index() -> None:
     truth[0, 99] = 1
     m = rank_metrics(scores, np.zeros_like(scores), truth)
     assert m["recall@50"][0] == 0 and m["mrr"][0] == pytest.approx(1 / 100)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6),  # users
+    st.integers(12, 40),  # items
+    st.integers(10, 24),  # list length
+    st.integers(0, 10_000),
+    st.booleans(),  # integer scores: many ties
+)
+def test_list_ndcg_equals_the_full_ranking(users: int, items: int, length: int, seed: int, ties: bool) -> None:
+    """NDCG@10 of the lists alone equals rank_metrics' NDCG@10 of a full ranking that puts every list candidate
+    first (ties, duplicates in a list, excluded and relevant items outside the lists included)."""
+    rng = np.random.default_rng(seed)
+    length = min(length, items)
+    columns = np.stack([rng.choice(items, size=length, replace=False) for _ in range(users)])
+    mask = np.ones(columns.shape, dtype=bool)
+    duplicate = rng.random(columns.shape) < 0.1
+    columns[:, 1:] = np.where(duplicate[:, 1:], columns[:, :-1], columns[:, 1:])
+    mask[:, 1:] &= ~duplicate[:, 1:]
+    exclude = sp.csr_matrix(rng.random((users, items)) < 0.1)
+    owned = np.take_along_axis(exclude.toarray(), columns, axis=1)
+    mask &= ~owned
+    for u in range(users):  # top up lists that fell short with fresh items (masked ones stay in place)
+        free = [c for c in range(items) if c not in set(columns[u][mask[u]]) and not exclude[u, c]]
+        for slot in np.flatnonzero(~mask[u])[: max(10 - int(mask[u].sum()), 0)]:
+            if free:
+                columns[u, slot], mask[u, slot] = free.pop(), True
+    assume(mask.sum(axis=1).min() >= 10)
+    truth = sp.csr_matrix(rng.random((users, items)) < 0.15)
+    scores = (
+        rng.integers(0, 4, columns.shape).astype(np.float32) if ties else rng.random(columns.shape).astype(np.float32)
+    )
+    full = np.where(rng.random((users, items)) < 0.5, -1e4, -1e4 - 1.0).astype(np.float32)  # everything else below
+    user = np.broadcast_to(np.arange(users)[:, None], columns.shape)
+    full[user[mask], columns[mask]] = scores[mask]
+    expected = rank_metrics(full, exclude, truth)["ndcg@10"]
+    np.testing.assert_allclose(list_ndcg(columns, scores, mask, truth, exclude), expected, atol=1e-12)
+
+
+def test_list_ndcg_needs_long_enough_lists() -> None:
+    with pytest.raises(ValueError, match="at least 10"):
+        list_ndcg(
+            np.zeros((1, 5), int), np.zeros((1, 5)), np.ones((1, 5), bool), sp.csr_matrix((1, 5)), sp.csr_matrix((1, 5))
+        )

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from tfrec_xcat.baselines.base import MatrixBaseline
 from tfrec_xcat.baselines.sparse import popularity_tiebreak
+from tfrec_xcat.features.memorisation import overlap_counts
 from tfrec_xcat.pipeline import PreparedSeed
 
 POWERS = {"none": 0.0, "sqrt_row": 0.5, "row": 1.0}
@@ -29,8 +30,7 @@ class Cooccurrence(MatrixBaseline):
         normalize = self.params.get("normalize", "none")
         if normalize not in POWERS:
             raise ValueError(f"cooccurrence normalize must be one of {', '.join(POWERS)}, got {normalize!r}")
-        both = m.overlap_rows()
-        counts = (m.source[both].T @ m.target[both]).tocsr().astype(np.float64)
+        counts = overlap_counts(m)
         row = np.asarray(counts.sum(axis=1)).ravel() ** POWERS[normalize]
         scale = sp.diags(np.divide(1.0, row, out=np.zeros_like(row), where=row > 0))
         self.weights = (scale @ counts).tocsr()

@@ -58,3 +58,30 @@ def rank_metrics(
     ties = ((scores == best_score[:, None]) & (np.arange(n_items)[None, :] < best_item[:, None])).sum(1)
     out["mrr"] = np.where(n_rel > 0, 1.0 / (1 + higher + ties), 0.0)
     return out
+
+
+def list_ndcg(
+    columns: np.ndarray,
+    scores: np.ndarray,
+    mask: np.ndarray,
+    truth: sp.csr_matrix,
+    exclude: sp.csr_matrix,
+    k: int = 10,
+) -> np.ndarray:
+    """Per-user NDCG@k of a ranking that puts every candidate of a user's list above every other item: the
+    candidates are ``columns[u][mask[u]]``, ordered by ``scores`` (ties by lower column, as :func:`rank_metrics`
+    breaks them); ``truth`` and ``exclude`` are the users' rows. Equal to ``rank_metrics``' NDCG@k of such a
+    ranking, without scoring the items outside the lists. Every list needs at least ``k`` candidates (else its
+    top k would reach outside it)."""
+    if int(mask.sum(axis=1).min(initial=k)) < k:
+        raise ValueError(f"every list needs at least {k} candidates for NDCG@{k} of the lists alone")
+    rel = truth.toarray().astype(bool) & ~exclude.toarray().astype(bool)
+    n_rel = rel.sum(axis=1)
+    hits_all = np.take_along_axis(rel, columns, axis=1) & mask
+    keyed = np.where(mask, -np.asarray(scores, dtype=np.float64), np.inf)
+    order = np.lexsort((columns, keyed), axis=1)[:, :k]
+    hits = np.take_along_axis(hits_all, order, axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discounts).sum(1)
+    ideal = np.cumsum(discounts)[np.clip(np.minimum(n_rel, k) - 1, 0, None)]
+    return np.where(n_rel > 0, dcg / ideal, 0.0)

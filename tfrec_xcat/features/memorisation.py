@@ -33,11 +33,16 @@ def history_multi_hot(history: np.ndarray, n_items: int) -> sp.csr_matrix:
     return out
 
 
+def overlap_counts(m: SplitMatrices) -> sp.csr_matrix:
+    """C in the matrices' own columns: ``n_source × n_target`` float64 counts over the overlap training users."""
+    both = m.overlap_rows()
+    return (m.source[both].T @ m.target[both]).tocsr().astype(np.float64)
+
+
 def cooccurrence_counts(m: SplitMatrices, source_index: np.ndarray, n_items: int) -> sp.csr_matrix:
     """C in model item indices: ``(n_items + 1) × n_target`` float32; ``source_index`` maps the source columns of
     ``m`` to model item indices."""
-    both = m.overlap_rows()
-    counts = (m.source[both].T @ m.target[both]).tocoo()
+    counts = overlap_counts(m).tocoo()
     return sp.csr_matrix(
         (counts.data.astype(np.float32), (source_index[counts.row], counts.col)), shape=(n_items + 1, counts.shape[1])
     )

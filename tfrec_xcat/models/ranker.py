@@ -47,6 +47,17 @@ class ListwiseRanker(tfrs.Model):
         return np.concatenate(out) if out else np.zeros(features.shape[:2], np.float32)
 
 
+class RankerEnsemble:
+    """Several listwise rankers trained alike from different seeds; a candidate's logit is their mean (the ranking
+    stage learns from a few hundred users, so one ranker's order varies with its seed)."""
+
+    def __init__(self, members: list[ListwiseRanker]) -> None:
+        self.members = members
+
+    def predict_lists(self, features: np.ndarray, batch: int = 1024) -> np.ndarray:
+        return np.mean([member.predict_lists(features, batch) for member in self.members], axis=0)
+
+
 def fit_listwise(
     ranker: ListwiseRanker,
     features: np.ndarray,

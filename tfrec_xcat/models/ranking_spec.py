@@ -26,6 +26,7 @@ class RankerSpec:
     epochs: int = 30
     patience: int = 4
     learning_rate: float = 0.003
+    ensemble: int = 5  # rankers trained from different seeds whose logits are averaged
     stages: list[str] = field(default_factory=lambda: list(STAGES))  # what the final scorer may be
 
     def __post_init__(self) -> None:
@@ -42,7 +43,8 @@ class RankerSpec:
             raise ValueError(f"fusion_weights must list positive weights, got {self.fusion_weights}")
         if not self.hidden or any(w < 1 for w in self.hidden):
             raise ValueError(f"hidden must list positive widths, got {self.hidden}")
-        if self.epochs < 1 or self.patience < 1:
-            raise ValueError("epochs and patience must be at least 1")
+        for name in ("epochs", "patience", "ensemble"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")

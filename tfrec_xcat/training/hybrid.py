@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,9 +35,11 @@ from tfrec_xcat.baselines.base import MatrixBaseline
 from tfrec_xcat.baselines.cooccurrence import Cooccurrence
 from tfrec_xcat.baselines.itemknn import ItemKnn
 from tfrec_xcat.baselines.rp3beta import Rp3Beta
+from tfrec_xcat.evaluation.metrics import list_ndcg
 from tfrec_xcat.features.matrices import SplitMatrices
+from tfrec_xcat.features.memorisation import overlap_counts
 from tfrec_xcat.models.ranking_spec import RankerSpec
-from tfrec_xcat.pipeline import PreparedSeed
+from tfrec_xcat.pipeline import SELECTION_METRIC, PreparedSeed
 from tfrec_xcat.recommender import Recommender
 from tfrec_xcat.training.variants import NeuralModel, TransferWideDeep
 
@@ -44,7 +47,7 @@ log = logging.getLogger(__name__)
 
 WIDE_MODELS: dict[str, type[MatrixBaseline]] = {"cooccurrence": Cooccurrence, "itemknn": ItemKnn, "rp3beta": Rp3Beta}
 PSEUDO_COLD = "pseudo_cold"
-FEATURES = (
+BASE_FEATURES = (
     "deep",
     "deep_gap",
     "deep_rank",
@@ -54,7 +57,15 @@ FEATURES = (
     "support",
     "popularity",
     "source_history",
+    "cooc_max",
 )
+#: per memorisation family other than the chosen one: its score relative to the user's best, and its rank
+OTHER_FEATURES = ("rel", "rank")
+
+
+def feature_names(others: list[str]) -> tuple[str, ...]:
+    """The ranking stage's features, in order, given the memorisation families beside the chosen one."""
+    return BASE_FEATURES + tuple(f"{name}_{part}" for name in others for part in OTHER_FEATURES)
 
 
 def pseudo_cold_split(prepared: PreparedSeed, fraction: float) -> tuple[PreparedSeed, np.ndarray]:
@@ -108,8 +119,31 @@ class Lists:
     fallback: np.ndarray  # (U, T) first-stage fused scores, for items outside the lists
 
 
+def relative(scores: np.ndarray) -> np.ndarray:
+    """Scores divided by each row's largest (0 where a row has no positive score)."""
+    top = scores.max(axis=1, keepdims=True)
+    return np.divide(scores, top, out=np.zeros_like(scores), where=top > 0)
+
+
+def max_per_history(source: sp.csr_matrix, counts: sp.csr_matrix, columns: np.ndarray) -> np.ndarray:
+    """(U, L): for each user (a row of ``source``) and candidate column, the largest ``counts[s, column]`` over the
+    user's source items s (0 for an empty history)."""
+    out = np.zeros(columns.shape, dtype=np.float64)
+    for u in range(source.shape[0]):
+        items = source.indices[source.indptr[u] : source.indptr[u + 1]]
+        if len(items):
+            out[u] = counts[items][:, columns[u]].max(axis=0).toarray().ravel()
+    return out
+
+
 class Signals:
-    """Deep and wide scores of users, and the candidate lists with their ranking features."""
+    """Deep and memorisation scores of users, and the candidate lists with their ranking features.
+
+    ``wide`` is the chosen memorisation term (it proposes candidates and enters the fusion); ``others`` are the
+    other memorisation families, each at its best setting on validation, as extra ranking features; ``counts`` are
+    the raw co-occurrence counts (for the strongest single link of the history to a candidate)."""
+
+    block = 256  # users per block when building lists (the dense users × items temporaries stay small)
 
     def __init__(
         self,
@@ -119,21 +153,30 @@ class Signals:
         popularity: np.ndarray,
         source_history: np.ndarray,
         fusion_weight: float = 1.0,
+        *,
+        others: dict[str, MatrixBaseline] | None = None,
+        counts: sp.csr_matrix | None = None,
     ) -> None:
         self.deep, self.wide, self.exclude = deep, wide, exclude
+        self.others = dict(others or {})
+        self.counts = (counts if counts is not None else wide.weights).tocsr()
         self.log_pop = np.log1p(popularity) / max(np.log1p(popularity.max()), 1.0)
         self.source_history = source_history
         self.support_matrix = wide.weights.copy().tocsr()
         self.support_matrix.data[:] = 1.0
         self.fusion_weight = fusion_weight
+        self.features = feature_names(list(self.others))
 
     def scores(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         deep = np.asarray(self.deep.score(rows), dtype=np.float64)
-        wide = np.asarray((self.wide.source[rows] @ self.wide.weights).todense(), dtype=np.float64)
+        wide = self.memorised(self.wide, rows)
         owned = self.exclude[rows].toarray().astype(bool)
         deep[owned] = -np.inf
         wide[owned] = -np.inf
         return deep, wide
+
+    def memorised(self, model: MatrixBaseline, rows: np.ndarray) -> np.ndarray:
+        return np.asarray((model.source[rows] @ model.weights).todense(), dtype=np.float64)
 
     def fused(self, deep: np.ndarray, wide: np.ndarray, weight: float) -> np.ndarray:
         finite = np.isfinite(deep)
@@ -142,6 +185,13 @@ class Signals:
         return np.where(finite, d + weight * w, -np.inf)
 
     def lists(self, rows: np.ndarray, n: int) -> Lists:
+        rows = np.asarray(rows)
+        parts = [self._lists(rows[i : i + self.block], n) for i in range(0, len(rows), self.block)]
+        if not parts:
+            return self._lists(rows, n)
+        return Lists(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Lists)))
+
+    def _lists(self, rows: np.ndarray, n: int) -> Lists:
         deep, wide = self.scores(rows)
         both = np.concatenate([top_n(deep, n), top_n(wide, n)], axis=1)
         both.sort(axis=1)
@@ -151,25 +201,28 @@ class Signals:
         mask &= np.isfinite(deep[idx, both])
         wide_f = np.where(np.isfinite(wide), wide, 0.0)
         deep_f = np.where(np.isfinite(deep), deep, -1.0)
-        n_items = deep.shape[1]
-        log_items = np.log(max(n_items, 2))
+        log_items = np.log(max(deep.shape[1], 2))
         d, w = deep_f[idx, both], wide_f[idx, both]
-        wide_max = wide_f.max(axis=1, keepdims=True)
-        support = np.asarray((self.wide.source[rows] @ self.support_matrix).todense())[idx, both]
-        feats = np.stack(
-            [
-                d,
-                d - deep_f.max(axis=1, keepdims=True),
-                np.log1p(ranks(deep)[idx, both]) / log_items,
-                np.divide(w, wide_max, out=np.zeros_like(w), where=wide_max > 0),
-                np.log1p(np.maximum(w, 0.0)),
-                np.log1p(ranks(wide)[idx, both]) / log_items,
-                np.log1p(support),
-                self.log_pop[both],
-                np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
-            ],
-            axis=-1,
-        ).astype(np.float32)
+        source = self.wide.source[rows]
+        support = np.asarray((source @ self.support_matrix).todense())[idx, both]
+        columns = [
+            d,
+            d - deep_f.max(axis=1, keepdims=True),
+            np.log1p(ranks(deep)[idx, both]) / log_items,
+            relative(wide_f)[idx, both],
+            np.log1p(np.maximum(w, 0.0)),
+            np.log1p(ranks(wide)[idx, both]) / log_items,
+            np.log1p(support),
+            self.log_pop[both],
+            np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
+            np.log1p(max_per_history(source, self.counts, both)),
+        ]
+        for model in self.others.values():
+            other = self.memorised(model, rows)
+            other[~np.isfinite(deep)] = -np.inf
+            columns.append(relative(np.where(np.isfinite(other), other, 0.0))[idx, both])
+            columns.append(np.log1p(ranks(other)[idx, both]) / log_items)
+        feats = np.stack(columns, axis=-1).astype(np.float32)
         return Lists(both, feats, mask, self.fused(deep, wide, self.fusion_weight).astype(np.float32))
 
 
@@ -195,24 +248,30 @@ class Transfer(Recommender):
         m = prepared.m
         choices: dict[str, Any] = {}
 
-        # wide: the best memorisation term on validation, fitted on the reduced data
-        best_wide: tuple[float, MatrixBaseline, str, dict[str, Any]] | None = None
+        # wide: each memorisation family at its best setting on validation, fitted on the reduced data; the best
+        # family is the memorisation term, the others are ranking features
+        families: dict[str, tuple[float, MatrixBaseline, dict[str, Any]]] = {}
         for name in spec.wide:
             cls = WIDE_MODELS[name]
             for params in cls.grid:
                 model = cls(**params)
                 model.fit(reduced)
                 value = prepared.validate(model.score)
-                if best_wide is None or value > best_wide[0]:
-                    best_wide = (value, model, name, params)
-        assert best_wide is not None
-        _, reduced_wide, wide_name, wide_params = best_wide
-        # the chosen term again on ALL training users, for scoring: on sparse data every overlap user counts
-        wide = WIDE_MODELS[wide_name](**wide_params)
-        wide.fit(prepared)
+                if name not in families or value > families[name][0]:
+                    families[name] = (value, model, params)
+        wide_name = max(families, key=lambda name: families[name][0])
+        # each again on ALL training users, for scoring: on sparse data every overlap user counts
+        full: dict[str, MatrixBaseline] = {}
+        for name, (_, _, params) in families.items():
+            full[name] = WIDE_MODELS[name](**params)
+            full[name].fit(prepared)
+        wide, reduced_wide, wide_params = full[wide_name], families[wide_name][1], families[wide_name][2]
         wide_val = prepared.validate(wide.score)
         choices["wide"] = {"model": wide_name, "params": wide_params, "val": wide_val}
+        choices["wide_families"] = {name: {"params": p, "val": v} for name, (v, _, p) in families.items()}
         log.info("memorisation term: %s %s (val %.4f)", wide_name, wide_params, wide_val)
+        others = [name for name in families if name != wide_name]
+        counts = {key: overlap_counts(p.m) for key, p in (("reduced", reduced), ("full", prepared))}
 
         # deep: the transfer two-tower on the reduced data
         deep = self.deep_class()
@@ -226,8 +285,24 @@ class Transfer(Recommender):
         history = np.asarray(m.source.getnnz(axis=1))
         # the ranking stage learns from the pseudo cold-start users' lists as the reduced data shows them, and
         # scores everyone else with the signals of all training data
-        train_signals = Signals(deep, reduced_wide, reduced.m.target, popularity_of(reduced.m), history)
-        signals = Signals(deep, wide, m.target, popularity_of(m), history)
+        train_signals = Signals(
+            deep,
+            reduced_wide,
+            reduced.m.target,
+            popularity_of(reduced.m),
+            history,
+            others={name: families[name][1] for name in others},
+            counts=counts["reduced"],
+        )
+        signals = Signals(
+            deep,
+            wide,
+            m.target,
+            popularity_of(m),
+            history,
+            others={name: full[name] for name in others},
+            counts=counts["full"],
+        )
         self.signals = signals
 
         # fusion: weight on validation
@@ -249,7 +324,7 @@ class Transfer(Recommender):
             for n in spec.candidates:
                 train_lists = train_signals.lists(pseudo_rows, n)
                 labels = labels_of(train_lists, truth[pseudo_rows])
-                ranker, value, epochs = self._train_ranker(spec, train_lists, labels, n, prepared)
+                ranker, value, epochs = self._train_ranker(spec, train_lists, labels, n, prepared, signals.features)
                 if ranker is None:
                     continue
                 self.rankers[n] = ranker
@@ -267,32 +342,61 @@ class Transfer(Recommender):
         return np.where(np.isfinite(deep), self.signals.fused(deep, wide, weight), -1e9)
 
     def _train_ranker(
-        self, spec: RankerSpec, lists: Lists, labels: np.ndarray, n: int, prepared: PreparedSeed
-    ) -> tuple[Any, float, int]:
-        from tfrec_xcat.models.ranker import ListwiseRanker, fit_listwise
+        self,
+        spec: RankerSpec,
+        lists: Lists,
+        labels: np.ndarray,
+        n: int,
+        prepared: PreparedSeed,
+        features: tuple[str, ...],
+    ) -> tuple[Any, float, list[int]]:
+        from tfrec_xcat.models.ranker import ListwiseRanker, RankerEnsemble, fit_listwise
 
         keep = labels.any(axis=1)  # lists without a held-out item carry no listwise signal
         if not keep.any():
-            return None, -np.inf, 0
-        ranker = ListwiseRanker(spec.hidden, n_features=len(FEATURES), seed=prepared.seed)
+            return None, -np.inf, []
+        validate = self._list_validator(prepared, n)
+        members, epochs = [], []
+        for member in range(spec.ensemble):
+            seed = prepared.seed * 1000 + member
+            ranker = ListwiseRanker(spec.hidden, n_features=len(features), seed=seed)
+            _, best_epoch = fit_listwise(
+                ranker,
+                lists.features[keep],
+                labels[keep],
+                lists.mask[keep],
+                epochs=spec.epochs,
+                patience=spec.patience,
+                learning_rate=spec.learning_rate,
+                validate=lambda ranker=ranker: validate(ranker),
+                seed=seed,
+            )
+            members.append(ranker)
+            epochs.append(best_epoch)
+        ensemble = RankerEnsemble(members)
+        value = validate(ensemble)
+        return ensemble, value, epochs
 
-        cache: dict[bytes, Lists] = {}  # validation users' lists do not change while the ranker trains
+    def _list_validator(self, prepared: PreparedSeed, n: int) -> Callable[[Any], float]:
+        """The selection metric of a ranker on cold-start validation users (:meth:`PreparedSeed.validate` of
+        :meth:`_ranked_scores`), computed on the validation users' candidate lists alone (built once) when every
+        list is long enough for that to be exact (:func:`~tfrec_xcat.evaluation.metrics.list_ndcg`)."""
+        m = prepared.m
+        rows = m.segment_users["cold_start_val"]
+        truth = m.truth["cold_start_val"]
+        rows = rows[np.asarray(truth[rows].getnnz(axis=1)) > 0]
+        lists = self.signals.lists(rows, n)
+        exact = SELECTION_METRIC == "ndcg@10" and int(lists.mask.sum(axis=1).min(initial=10)) >= 10
+        cache = {rows.tobytes(): lists}
 
-        def validate() -> float:
-            return prepared.validate(lambda rows: self._ranked_scores(rows, ranker, n, cache))
+        def validate(ranker: Any) -> float:
+            if not exact:
+                return prepared.validate(lambda block: self._ranked_scores(block, ranker, n, cache))
+            logits = ranker.predict_lists(lists.features)
+            per_user = list_ndcg(lists.columns, logits, lists.mask, truth[rows], m.target[rows])
+            return float(per_user.mean()) if len(per_user) else 0.0
 
-        value, epochs = fit_listwise(
-            ranker,
-            lists.features[keep],
-            labels[keep],
-            lists.mask[keep],
-            epochs=spec.epochs,
-            patience=spec.patience,
-            learning_rate=spec.learning_rate,
-            validate=validate,
-            seed=prepared.seed,
-        )
-        return ranker, value, epochs
+        return validate
 
     def _ranked_scores(
         self, rows: np.ndarray, ranker: Any, n: int, cache: dict[bytes, Lists] | None = None
