@@ -57,15 +57,13 @@ def _table(keys: list[str]) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(init, default_value=0)
 
 
-class _UserQuery(tf.Module):
-    """Shared by retrieval and ranking: request (user_id, history) → model indices → target query."""
+class _UserSide(tf.Module):
+    """Model indices (user, history) → effective history, usability, owned items and the target query."""
 
     def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
         super().__init__()
         self._held = _Untracked(model)
         self.model_variables = list(model.variables)
-        self.users = _table([str(u) for u in space.users])
-        self.items = _table([str(i) for i in space.items])
         self.item_category = tf.constant(space.item_category, tf.int32)
         self.stored_history = tf.Variable(space.history, trainable=False, name="stored_history")
         self.n_categories = len(space.categories)
@@ -85,16 +83,9 @@ class _UserQuery(tf.Module):
             out.append(tf.reduce_sum(onehot * history[:, :, None], axis=1))
         return tf.concat(out, axis=1)
 
-    def resolve(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(user index, effective history blocks, whether the user is usable at all)."""
-        users, effective, usable, _ = self.resolve_all(user_id, history)
-        return users, effective, usable
-
-    def resolve_all(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """As :meth:`resolve`, plus every item the user has: the whole request history, or, when the request
-        has none, the stored history."""
-        users = tf.cast(self.users.lookup(user_id), tf.int32)
-        items = tf.cast(self.items.lookup(history), tf.int32)
+    def resolve_indices(self, users: tf.Tensor, items: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """(user index, effective history blocks, whether the user is usable at all, every item the user has: the
+        whole request history, or, when the request has none, the stored history)."""
         requested = self.blocks(items)
         has_request = tf.reduce_any(requested > 0, axis=1)
         stored = tf.gather(self.stored_history, users)
@@ -114,14 +105,34 @@ class _UserQuery(tf.Module):
         return self.model.user_tower({"user": users, "history": history, "target_category": target})
 
 
-class RetrievalEncoder(_UserQuery):
-    """The catalogue-independent half of ``xcat_retrieval``, saved as its ``encoder`` child: request → the
-    scored query, whether the user is usable, the history blocks the wide term reads and the model items the user
-    has. ``tfrec-xcat reindex`` carries it into a new version unchanged; only the catalogue around it changes."""
+class _UserQuery(_UserSide):
+    """Shared by ranking: request (user_id, history) → model indices → target query."""
+
+    def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
+        super().__init__(model, space)
+        self.users = _table([str(u) for u in space.users])
+        self.items = _table([str(i) for i in space.items])
+
+    def resolve(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(user index, effective history blocks, whether the user is usable at all)."""
+        users = tf.cast(self.users.lookup(user_id), tf.int32)
+        items = tf.cast(self.items.lookup(history), tf.int32)
+        users, effective, usable, _ = self.resolve_indices(users, items)
+        return users, effective, usable
+
+
+class RetrievalEncoder(_UserSide):
+    """The catalogue-independent half of ``xcat_retrieval``, saved as its ``encoder`` child: model indices of the
+    request → the scored query, whether the user is usable, the history blocks the wide term reads and the model
+    items the user has. It holds the id vocabularies as variables (``user_ids``, ``item_ids``: index - 1 → id) and
+    no hash table: the retrieval module around it builds its id tables from them, so ``tfrec-xcat reindex`` carries
+    the encoder into a new version unchanged, with nothing restored-and-resaved that would grow each time."""
 
     def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
         super().__init__(model, space)
         self.wide = model.memorisation is not None
+        self.user_ids = tf.Variable(np.asarray(space.users).astype(str), trainable=False, name="user_ids")
+        self.item_ids = tf.Variable(np.asarray(space.items).astype(str), trainable=False, name="item_ids")
         self.fingerprint = tf.Variable(model_fingerprint(model), trainable=False, name="model_fingerprint")
         self.catalogue_category = tf.Variable(space.target, trainable=False, name="catalogue_category")
 
@@ -132,12 +143,12 @@ class RetrievalEncoder(_UserQuery):
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None, None], tf.string, name="history"),
+            tf.TensorSpec([None], tf.int32, name="users"),
+            tf.TensorSpec([None, None], tf.int32, name="items"),
         ]
     )
-    def encode(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
-        users, effective, usable, owned = self.resolve_all(user_id, history)
+    def encode(self, users: tf.Tensor, items: tf.Tensor) -> dict[str, tf.Tensor]:
+        users, effective, usable, owned = self.resolve_indices(users, items)
         return {"query": self.scored_query(users, effective), "usable": usable, "history": effective, "owned": owned}
 
 
@@ -185,6 +196,8 @@ class CatalogueRetrieval(tf.Module):
     def __init__(self, encoder: Any, catalogue: Catalogue) -> None:
         super().__init__()
         self.encoder = encoder
+        self.users = _table([v.decode("utf-8") for v in encoder.user_ids.numpy()])
+        self.items = _table([v.decode("utf-8") for v in encoder.item_ids.numpy()])
         self.target_ids = tf.Variable(catalogue.item_ids.astype(str), trainable=False, name="target_ids")
         self.target_vectors = tf.Variable(catalogue.vectors.astype(np.float32), trainable=False, name="target_vectors")
         self.popularity = tf.Variable(
@@ -210,6 +223,12 @@ class CatalogueRetrieval(tf.Module):
             self.item_prior = tf.Variable(catalogue.prior.astype(np.float32), trainable=False, name="item_prior")
             self.alpha = tf.Variable(np.float32(catalogue.alpha), trainable=False, name="memorisation_alpha")
 
+    def encode(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The encoder's view of a request (string ids looked up here, unknown ones as 0)."""
+        users = tf.cast(self.users.lookup(user_id), tf.int32)
+        items = tf.cast(self.items.lookup(history), tf.int32)
+        return self.encoder.encode(users, items)
+
     def wide_scores(self, history: tf.Tensor) -> tf.Tensor:
         """(B, n_target): alpha · log(1 + co-occurrence counts of each history's items), as the model scores."""
         found = tf.where(history > 0)
@@ -229,7 +248,7 @@ class CatalogueRetrieval(tf.Module):
         ]
     )
     def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
-        user = self.encoder.encode(user_id, history)
+        user = self.encode(user_id, history)
         usable = user["usable"]
         scores = tf.matmul(user["query"], self.target_vectors, transpose_b=True)
         if self.wide:
@@ -262,7 +281,7 @@ class CatalogueRetrieval(tf.Module):
     def user_query(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
         """Signature ``query``: the target query vectors (for batch scoring), and whether each user is usable; a
         wide & deep model also returns ``wide`` [B, n_target], so score = query · vector + prior + wide."""
-        user = self.encoder.encode(user_id, history)
+        user = self.encode(user_id, history)
         out = {"query": user["query"], "usable": user["usable"]}
         if self.wide:
             out["wide"] = self.wide_scores(user["history"])
