@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.stock_ops import op_report
 from tfrec_xcat.export.artifacts import load_trained
 from tfrec_xcat.export.exporter import export, warmup_inputs
 from tfrec_xcat.export.servables import RetrievalServable
@@ -78,24 +79,7 @@ def test_fresh_process_load_matches_in_process(trained: Path, exported: Path, tm
 
 def test_only_stock_ops(exported: Path) -> None:
     """Every op in every exported graph (functions included) is one the stock TensorFlow registry knows."""
-    script = textwrap.dedent(f"""
-        import json, sys
-        from tensorflow.core.protobuf import saved_model_pb2
-        from tensorflow.python.framework import op_def_registry
-        ops = set()
-        for name in ("xcat_retrieval", "xcat_ranking", "xcat_item_tower"):
-            proto = saved_model_pb2.SavedModel()
-            proto.ParseFromString(open({str(exported)!r} + "/" + name + "/1/saved_model.pb", "rb").read())
-            for graph in proto.meta_graphs:
-                ops |= {{n.op for n in graph.graph_def.node}}
-                for fn in graph.graph_def.library.function:
-                    ops |= {{n.op for n in fn.node_def}}
-        unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
-        print(json.dumps({{"ops": sorted(ops), "unknown": unknown}}))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = op_report([exported / name / "1" for name in ("xcat_retrieval", "xcat_ranking", "xcat_item_tower")])
     assert report["unknown"] == [], report["unknown"]
     assert "TopKV2" in report["ops"] and "LookupTableFindV2" in report["ops"]
     assert not any("scann" in op.lower() for op in report["ops"])

@@ -9,15 +9,19 @@ Example::
     metrics = run(config, "runs/demo", models=["cooccurrence", "transfer"])
     train(config, "runs/demo-train")
     export("runs/demo-train", "saved_models")
+    reindex("saved_models", "new_items.csv")  # new items in the served catalogue, without retraining
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfrec_xcat.config import Config
 from tfrec_xcat.pipeline import data_dir, load_data, split_data
+
+if TYPE_CHECKING:
+    from tfrec_xcat.export.reindex import ReindexResult
 
 __all__ = [
     "data_dir",
@@ -25,6 +29,7 @@ __all__ = [
     "inspect_data",
     "load_data",
     "prepare_tfds",
+    "reindex",
     "run",
     "score",
     "split_data",
@@ -102,6 +107,36 @@ def export(run_dir: str | Path, out: str | Path) -> dict[str, Path]:
     from tfrec_xcat.export.exporter import export as run_export
 
     return run_export(run_dir, out)
+
+
+def reindex(
+    models: str | Path,
+    items: str | Path | None = None,
+    *,
+    remove: str | Path | None = None,
+    replace: bool = False,
+    text_columns: list[str] | None = None,
+) -> ReindexResult:
+    """Publish a new ``xcat_retrieval`` version whose catalogue adds ``items`` and drops ``remove``, without
+    retraining (``tfrec-xcat reindex``): new items are embedded by the exported ``xcat_item_tower``; the version
+    appears atomically, so a server polling ``models`` switches to it whole.
+
+    Args:
+        models: the models folder :func:`export` wrote (``models/xcat_retrieval/<version>/``).
+        items: a CSV/Parquet file of items to add, in the layout of ``items.csv`` (``item_id``, ``category``: the
+            catalogue's category, and text columns).
+        remove: a CSV/Parquet file with an ``item_id`` column: items to drop (each must be in the catalogue).
+        replace: re-embed items of ``items`` that are already in the catalogue (else they are an error).
+        text_columns: the text columns of ``items`` to use (default all but ``item_id`` and ``category``).
+
+    Returns:
+        A :class:`tfrec_xcat.export.reindex.ReindexResult`: the new version and its folder, the version it was
+        built from, how many items were added, replaced and removed, the catalogue size, and the prior the new
+        items got.
+    """
+    from tfrec_xcat.export.reindex import reindex as run_reindex
+
+    return run_reindex(models, items, remove=remove, replace=replace, text_columns=text_columns)
 
 
 def score(

@@ -141,6 +141,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import reindex
+
+    text = [c for c in args.text_columns.split(",") if c] if args.text_columns is not None else None
+    result = reindex(args.models, args.items, remove=args.remove, replace=args.replace, text_columns=text)
+    print(
+        f"xcat_retrieval: published version {result.version} (from version {result.previous}): {result.added} added, "
+        f"{result.replaced} replaced, {result.removed} removed; {result.items:,} items"
+    )
+    if result.item_tower_version is not None:
+        prior = f", prior {result.new_item_prior:.4f}" if result.new_item_prior is not None else ""
+        print(f"embedded by xcat_item_tower version {result.item_tower_version} (new items: popularity 0{prior})")
+    print(f"wrote {result.path}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from tfrec_xcat.serving.server import serve
 
@@ -293,6 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory of tfrec-xcat train")
     p.add_argument("--out", default="saved_models", help="models folder (default saved_models/)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "reindex", help="publish a new xcat_retrieval version with items added or removed, without retraining"
+    )
+    p.add_argument("--models", default="saved_models", help="models folder (default saved_models/)")
+    p.add_argument("--items", help="CSV/Parquet of items to add: item_id, category (the catalogue's) and text columns")
+    p.add_argument("--remove", help="CSV/Parquet with an item_id column: discontinued items to drop")
+    p.add_argument(
+        "--replace", action="store_true", help="re-embed --items already in the catalogue (default: an error)"
+    )
+    p.add_argument(
+        "--text-columns", help="comma-separated text columns of --items (default: all but item_id and category)"
+    )
+    p.set_defaults(func=cmd_reindex)
 
     p = sub.add_parser("serve", help="serve saved_models/ with TF Serving's REST and gRPC API")
     p.add_argument("--models", default="saved_models", help="models folder (default saved_models/)")

@@ -97,14 +97,7 @@ class ShopData:
 
     def item_text(self) -> pd.Series:
         """The item's text columns joined into one string per item (indexed by item_id)."""
-        items = self.items.set_index("item_id")
-        if not self.text_columns:
-            return pd.Series("", index=items.index, dtype=object)
-        parts = [items[c].fillna("").astype(str) for c in self.text_columns]
-        text = parts[0]
-        for p in parts[1:]:
-            text = text.str.cat(p, sep=" | ")
-        return text.str.strip(" |")
+        return join_text(self.items.set_index("item_id"), self.text_columns)
 
     # ---------------------------------------------------------------------------------------- tf.data
     def to_tf_dataset(self, frame: pd.DataFrame | None = None) -> tf.data.Dataset:
@@ -147,3 +140,14 @@ def finish_interactions(frame: pd.DataFrame) -> pd.DataFrame:
         frame["rating"] = frame["rating"].astype(np.float32)
     frame = frame.sort_values(["user_id", "position"], kind="stable").reset_index(drop=True)
     return frame
+
+
+def join_text(items: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """The text columns of ``items`` joined into one string per row, as the item tower reads an item's text."""
+    if not columns:
+        return pd.Series("", index=items.index, dtype=object)
+    parts = [items[c].fillna("").astype(str) for c in columns]
+    text = parts[0]
+    for p in parts[1:]:
+        text = text.str.cat(p, sep=" | ")
+    return text.str.strip(" |")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 
-from tfrec_xcat.data.dataset import ShopData
+from tfrec_xcat.data.dataset import ShopData, join_text
 from tfrec_xcat.data.io import find_file, is_blank, iter_csv
 from tfrec_xcat.data.problems import ReadReport
 from tfrec_xcat.data.rows import RowCollector
@@ -141,3 +142,48 @@ def read_neutral(
         if report.rows[str(items_path)] == 0:
             report.add("empty_file", str(items_path), 0, "no data rows")
     return collector.build(text_columns=text_columns, name=str(directory))
+
+
+def read_item_file(
+    path: str | Path, *, text_columns: list[str] | None = None, with_category: bool = True
+) -> tuple[pd.DataFrame, ReadReport]:
+    """One item file on its own, in the layout of ``items.csv[.gz]|.parquet`` (``item_id``, ``category``, text
+    columns; ``with_category=False``: only ``item_id`` is needed), e.g. for ``tfrec-xcat reindex``.
+
+    Returns the good rows (``item_id``, ``category``, ``text``: the text columns joined as the model reads them,
+    ``line``: 1-based line, or row for Parquet) and the report of the bad ones (``malformed_line``,
+    ``bad_encoding``, ``missing_field``, ``duplicate_item``, ``empty_file``), each with its file and line. A
+    missing file, a missing required column or an unknown text column is a one-line :class:`DataError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if not path.name.endswith(SUFFIXES):
+        raise DataError(f"{path}: not a CSV (.csv, .csv.gz) or Parquet (.parquet) file")
+    report = ReadReport(max_bad_fraction=0.0)
+    header, lines, columns = _columns(path, report)
+    if not header:
+        raise DataError(f"{path}: file is empty")
+    _require(path, header, ("item_id", "category") if with_category else ("item_id",))
+    available = [c for c in header if c not in ("item_id", "category")]
+    unknown = [c for c in text_columns or [] if c not in available]
+    if unknown:
+        raise DataError(f"{path}: no text column(s) {', '.join(unknown)} (it has: {', '.join(available)})")
+    chosen = available if text_columns is None else text_columns
+    collector = RowCollector(report)
+    category = columns["category"] if with_category else None
+    collector.add_items(str(path), lines, columns["item_id"], category, {c: columns[c] for c in chosen})
+    if report.rows[str(path)] == 0:
+        report.add("empty_file", str(path), 0, "no data rows")
+    rows = collector.item_rows()
+    return (
+        pd.DataFrame(
+            {
+                "item_id": rows["item_id"].astype(str),
+                "category": rows["category"].astype(str),
+                "text": join_text(rows, chosen).astype(str),
+                "line": rows["_line"].astype("int64"),
+            }
+        ),
+        report,
+    )

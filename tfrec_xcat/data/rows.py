@@ -203,15 +203,16 @@ class RowCollector:
         file: str,
         lines: Sequence[int],
         item_id: Sequence[Any],
-        category: Sequence[Any],
+        category: Sequence[Any] | None,
         texts: Mapping[str, Sequence[Any]],
     ) -> int:
-        """Validate metadata rows from ``file``; ``texts`` maps text-column name to its raw values."""
-        frame = pd.DataFrame({"item_id": list(item_id), "category": list(category)})
+        """Validate metadata rows from ``file``; ``texts`` maps text-column name to its raw values. Without
+        ``category`` (a list of ids only, e.g. items to remove) the category is "" and not required."""
+        frame = pd.DataFrame({"item_id": list(item_id), "category": list(category) if category is not None else ""})
         frame["_line"] = np.asarray(lines, dtype=np.int64)
         for name, values in texts.items():
             frame[name] = [text_value(v) for v in values]
-        frame = self._required(frame, ["item_id", "category"], file)
+        frame = self._required(frame, ["item_id"] if category is None else ["item_id", "category"], file)
         for name in ("item_id", "category"):
             frame[name] = frame[name].astype(str).str.strip()
         frame["_file"] = self._file_index(file)
@@ -227,6 +228,14 @@ class RowCollector:
             for f, line, ident in zip(bad["_file"], bad["_line"], idents, strict=True):
                 self.report.add(kind, self._files[int(f)], int(line), f"{what} ({ident}) seen before")
         return frame.loc[~dup]
+
+    def item_rows(self) -> pd.DataFrame:
+        """The item rows validated so far on their own (no interactions needed), with ``_file`` and ``_line``;
+        a repeated item_id is counted as ``duplicate_item`` and its first row kept."""
+        if not self._items:
+            return pd.DataFrame({"item_id": [], "category": [], "_file": [], "_line": []})
+        items = pd.concat(self._items, ignore_index=True)
+        return self._drop_duplicates(items, ["item_id"], "duplicate_item", "item").reset_index(drop=True)
 
     def build(self, *, text_columns: list[str] | None, name: str) -> ShopData:
         """Assemble the :class:`ShopData`: drop counted duplicates, add rows for items without metadata."""

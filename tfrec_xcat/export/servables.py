@@ -7,16 +7,25 @@ All take and return string ids, do their id lookups with stock hash tables, and 
   any category, oldest first, "" padding; unknown ids ignored), ``k`` [B] int32 (the batch uses the largest) →
   ``item_ids`` [B, K] string, ``scores`` [B, K] float32, ``popularity_fallback`` [B] bool. A known user with no
   request history is served from their stored training history; a user with neither a known id nor a usable
-  history gets the target popularity list (and the flag). Items in the history are never recommended.
+  history gets the target popularity list (and the flag). Items in the history are never recommended. It is a
+  :class:`RetrievalEncoder` (the user side, saved as the ``encoder`` child) and a :class:`Catalogue` (the items
+  it ranks, saved as variables), so ``tfrec-xcat reindex`` can publish a new catalogue around the same encoder.
 - ``RankingServable``: ``user_id``, ``history`` as above, ``candidates`` [B, C] string → ``scores`` [B, C]
   (ranking logits; -1e9 for unknown candidates), ``known`` [B, C] bool.
 - ``ItemTowerServable``: ``item_id`` [B], ``category`` [B], ``text`` [B] string → ``embedding`` [B, d]: embeds
-  any item, new ones from their category and text alone, for external ANN indexes.
+  any item, new ones from their category and text alone, for external ANN indexes (and ``reindex``).
+
+The retrieval encoder and the item tower carry ``model_fingerprint`` (a digest of the trained weights).
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 import tf_keras
 
@@ -32,21 +41,29 @@ class _Untracked:
         self.model = model
 
 
+def model_fingerprint(model: XcatModel) -> str:
+    """A short digest of the trained weights: the servables of one model carry it, so ``reindex`` can tell which
+    ``xcat_item_tower`` version embeds items the way a ``xcat_retrieval`` version's catalogue was embedded."""
+    digest = hashlib.sha256()
+    for variable in sorted(model.variables, key=lambda v: v.name):
+        digest.update(variable.name.encode())
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()[:20]
+
+
 def _table(keys: list[str]) -> tf.lookup.StaticHashTable:
     """string id → 1-based index; 0 for unknown ids and for the "" padding."""
     init = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string), tf.range(1, len(keys) + 1, dtype=tf.int64))
     return tf.lookup.StaticHashTable(init, default_value=0)
 
 
-class _UserQuery(tf.Module):
-    """Shared by retrieval and ranking: request (user_id, history) → model indices → target query."""
+class _UserSide(tf.Module):
+    """Model indices (user, history) → effective history, usability, owned items and the target query."""
 
     def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
         super().__init__()
         self._held = _Untracked(model)
         self.model_variables = list(model.variables)
-        self.users = _table([str(u) for u in space.users])
-        self.items = _table([str(i) for i in space.items])
         self.item_category = tf.constant(space.item_category, tf.int32)
         self.stored_history = tf.Variable(space.history, trainable=False, name="stored_history")
         self.n_categories = len(space.categories)
@@ -66,16 +83,9 @@ class _UserQuery(tf.Module):
             out.append(tf.reduce_sum(onehot * history[:, :, None], axis=1))
         return tf.concat(out, axis=1)
 
-    def resolve(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(user index, effective history blocks, whether the user is usable at all)."""
-        users, effective, usable, _ = self.resolve_all(user_id, history)
-        return users, effective, usable
-
-    def resolve_all(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """As :meth:`resolve`, plus every item the user has: the whole request history, or, when the request
-        has none, the stored history."""
-        users = tf.cast(self.users.lookup(user_id), tf.int32)
-        items = tf.cast(self.items.lookup(history), tf.int32)
+    def resolve_indices(self, users: tf.Tensor, items: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """(user index, effective history blocks, whether the user is usable at all, every item the user has: the
+        whole request history, or, when the request has none, the stored history)."""
         requested = self.blocks(items)
         has_request = tf.reduce_any(requested > 0, axis=1)
         stored = tf.gather(self.stored_history, users)
@@ -95,36 +105,129 @@ class _UserQuery(tf.Module):
         return self.model.user_tower({"user": users, "history": history, "target_category": target})
 
 
-class RetrievalServable(_UserQuery):
+class _UserQuery(_UserSide):
+    """Shared by ranking: request (user_id, history) → model indices → target query."""
+
     def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
         super().__init__(model, space)
-        target_items = space.items_of(space.target)
-        self.target_vectors = tf.Variable(model.target_item_vectors(), trainable=False, name="target_vectors")
-        self.target_ids = tf.Variable(
-            np.asarray(space.items)[target_items - 1].astype(str), trainable=False, name="target_ids"
-        )
-        column = np.full(space.n_items + 1, -1, dtype=np.int32)
-        column[target_items] = np.arange(len(target_items), dtype=np.int32)
-        self.target_column = tf.Variable(column, trainable=False, name="target_column")
-        popularity = space.item_popularity if space.item_popularity is not None else np.zeros(space.n_items + 1)
-        self.popularity = tf.Variable(
-            np.asarray(popularity, np.float32)[target_items], trainable=False, name="target_popularity"
-        )
-        self.n_target = len(target_items)
+        self.users = _table([str(u) for u in space.users])
+        self.items = _table([str(i) for i in space.items])
+
+    def resolve(self, user_id: tf.Tensor, history: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(user index, effective history blocks, whether the user is usable at all)."""
+        users = tf.cast(self.users.lookup(user_id), tf.int32)
+        items = tf.cast(self.items.lookup(history), tf.int32)
+        users, effective, usable, _ = self.resolve_indices(users, items)
+        return users, effective, usable
+
+
+class RetrievalEncoder(_UserSide):
+    """The catalogue-independent half of ``xcat_retrieval``, saved as its ``encoder`` child: model indices of the
+    request → the scored query, whether the user is usable, the history blocks the wide term reads and the model
+    items the user has. It holds the id vocabularies as variables (``user_ids``, ``item_ids``: index - 1 → id) and
+    no hash table: the retrieval module around it builds its id tables from them, so ``tfrec-xcat reindex`` carries
+    the encoder into a new version unchanged, with nothing restored-and-resaved that would grow each time."""
+
+    def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
+        super().__init__(model, space)
         self.wide = model.memorisation is not None
-        if self.wide:  # C transposed (target column × model item), for one sparse-dense product per request
-            counts = model.memorisation_counts.T.tocoo()
+        self.user_ids = tf.Variable(np.asarray(space.users).astype(str), trainable=False, name="user_ids")
+        self.item_ids = tf.Variable(np.asarray(space.items).astype(str), trainable=False, name="item_ids")
+        self.fingerprint = tf.Variable(model_fingerprint(model), trainable=False, name="model_fingerprint")
+        self.catalogue_category = tf.Variable(space.target, trainable=False, name="catalogue_category")
+
+    def scored_query(self, users: tf.Tensor, history: tf.Tensor) -> tf.Tensor:
+        """The query whose dot product with the item vectors is the deep part of the score."""
+        query = self.query(users, history)
+        return query / self.model.spec.temperature if self.wide else query
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.int32, name="users"),
+            tf.TensorSpec([None, None], tf.int32, name="items"),
+        ]
+    )
+    def encode(self, users: tf.Tensor, items: tf.Tensor) -> dict[str, tf.Tensor]:
+        users, effective, usable, owned = self.resolve_indices(users, items)
+        return {"query": self.scored_query(users, effective), "usable": usable, "history": effective, "owned": owned}
+
+
+@dataclass
+class Catalogue:
+    """What ``xcat_retrieval`` ranks, one row per item: ids, vectors, training popularity, and for a wide & deep
+    model the learned prior and the co-occurrence rows of the memorisation term."""
+
+    item_ids: np.ndarray  # [n] str
+    vectors: np.ndarray  # [n, d] float32
+    popularity: np.ndarray  # [n] float32: training interactions
+    model_row: np.ndarray  # [n_items + 1] int32: model item index → row, -1 for none (what a user has is excluded)
+    prior: np.ndarray | None = None  # [n] float32
+    alpha: float | None = None
+    counts: sp.coo_matrix | None = None  # [n, n_items + 1]: co-occurrence of each row's item with each model item
+
+    @property
+    def wide(self) -> bool:
+        return self.prior is not None
+
+    @classmethod
+    def from_model(cls, model: XcatModel, space: FeatureSpace) -> Catalogue:
+        """Every target item of the trained model."""
+        target_items = space.items_of(space.target)
+        model_row = np.full(space.n_items + 1, -1, dtype=np.int32)
+        model_row[target_items] = np.arange(len(target_items), dtype=np.int32)
+        popularity = space.item_popularity if space.item_popularity is not None else np.zeros(space.n_items + 1)
+        catalogue = cls(
+            item_ids=np.asarray(space.items)[target_items - 1].astype(str),
+            vectors=model.target_item_vectors(),
+            popularity=np.asarray(popularity, np.float32)[target_items],
+            model_row=model_row,
+        )
+        if model.memorisation is not None:
+            catalogue.prior = model.memorisation.prior.embeddings.numpy()[target_items, 0].astype(np.float32)
+            catalogue.alpha = float(model.memorisation.alpha.numpy())
+            catalogue.counts = model.memorisation_counts.T.tocoo()  # (n_target, n_items + 1)
+        return catalogue
+
+
+class CatalogueRetrieval(tf.Module):
+    """``xcat_retrieval``: an encoder (a :class:`RetrievalEncoder`, or the restored ``encoder`` of an earlier
+    version) and a :class:`Catalogue`, held as variables that ``tfrec-xcat reindex`` reads back."""
+
+    def __init__(self, encoder: Any, catalogue: Catalogue) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.users = _table([v.decode("utf-8") for v in encoder.user_ids.numpy()])
+        self.items = _table([v.decode("utf-8") for v in encoder.item_ids.numpy()])
+        self.target_ids = tf.Variable(catalogue.item_ids.astype(str), trainable=False, name="target_ids")
+        self.target_vectors = tf.Variable(catalogue.vectors.astype(np.float32), trainable=False, name="target_vectors")
+        self.popularity = tf.Variable(
+            catalogue.popularity.astype(np.float32), trainable=False, name="target_popularity"
+        )
+        self.target_column = tf.Variable(catalogue.model_row.astype(np.int32), trainable=False, name="target_column")
+        self.catalogue_rows = _table([str(i) for i in catalogue.item_ids])
+        self.n_target = len(catalogue.item_ids)
+        self.n_items = len(catalogue.model_row) - 1
+        self.wide = catalogue.wide
+        if self.wide:  # C (catalogue row × model item), for one sparse-dense product per request
+            assert catalogue.prior is not None and catalogue.alpha is not None and catalogue.counts is not None
+            counts = catalogue.counts.tocoo()
             order = np.lexsort((counts.col, counts.row))
             self.counts_indices = tf.Variable(
-                np.stack([counts.row[order], counts.col[order]], axis=1).astype(np.int64),
+                np.stack([counts.row[order], counts.col[order]], axis=1).astype(np.int64).reshape(-1, 2),
                 trainable=False,
                 name="memorisation_indices",
             )
             self.counts_values = tf.Variable(
                 counts.data[order].astype(np.float32), trainable=False, name="memorisation"
             )
-            self.n_items = space.n_items
-            self.target_items = tf.constant(target_items, tf.int32)
+            self.item_prior = tf.Variable(catalogue.prior.astype(np.float32), trainable=False, name="item_prior")
+            self.alpha = tf.Variable(np.float32(catalogue.alpha), trainable=False, name="memorisation_alpha")
+
+    def encode(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The encoder's view of a request (string ids looked up here, unknown ones as 0)."""
+        users = tf.cast(self.users.lookup(user_id), tf.int32)
+        items = tf.cast(self.items.lookup(history), tf.int32)
+        return self.encoder.encode(users, items)
 
     def wide_scores(self, history: tf.Tensor) -> tf.Tensor:
         """(B, n_target): alpha · log(1 + co-occurrence counts of each history's items), as the model scores."""
@@ -135,16 +238,7 @@ class RetrievalServable(_UserQuery):
         hot = tf.minimum(tf.scatter_nd(pairs, tf.ones_like(items, tf.float32), shape), 1.0)
         counts = tf.sparse.SparseTensor(self.counts_indices, self.counts_values, [self.n_target, self.n_items + 1])
         wide = tf.transpose(tf.sparse.sparse_dense_matmul(counts, hot, adjoint_b=True))
-        return self.model.memorisation.alpha * tf.math.log1p(wide)
-
-    def prior(self) -> tf.Tensor:
-        """(n_target,) the learned item prior of the wide term."""
-        return tf.gather(self.model.memorisation.prior.embeddings[:, 0], self.target_items)
-
-    def scored_query(self, users: tf.Tensor, history: tf.Tensor) -> tf.Tensor:
-        """The query whose dot product with the target vectors is the deep part of the score."""
-        query = self.query(users, history)
-        return query / self.model.spec.temperature if self.wide else query
+        return self.alpha * tf.math.log1p(wide)
 
     @tf.function(
         input_signature=[
@@ -154,14 +248,16 @@ class RetrievalServable(_UserQuery):
         ]
     )
     def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
-        users, effective, usable, owned = self.resolve_all(user_id, history)
-        scores = tf.matmul(self.scored_query(users, effective), self.target_vectors, transpose_b=True)
+        user = self.encode(user_id, history)
+        usable = user["usable"]
+        scores = tf.matmul(user["query"], self.target_vectors, transpose_b=True)
         if self.wide:
-            scores += self.wide_scores(effective) + self.prior()[None, :]
+            scores += self.wide_scores(user["history"]) + self.item_prior[None, :]
         fallback = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
         scores = tf.where(usable[:, None], scores, fallback)
-        # never recommend what the user has
-        column = tf.gather(self.target_column, owned)
+        # never recommend what the user has (model items), nor any catalogue item the request names
+        requested = tf.cast(self.catalogue_rows.lookup(history), tf.int32) - 1
+        column = tf.concat([tf.gather(self.target_column, user["owned"]), requested], axis=1)
         seen = tf.where(column >= 0)
         rows = tf.cast(seen[:, 0], tf.int32)
         cols = tf.gather_nd(column, seen)
@@ -185,27 +281,34 @@ class RetrievalServable(_UserQuery):
     def user_query(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
         """Signature ``query``: the target query vectors (for batch scoring), and whether each user is usable; a
         wide & deep model also returns ``wide`` [B, n_target], so score = query · vector + prior + wide."""
-        users, effective, usable = self.resolve(user_id, history)
-        out = {"query": self.scored_query(users, effective), "usable": usable}
+        user = self.encode(user_id, history)
+        out = {"query": user["query"], "usable": user["usable"]}
         if self.wide:
-            out["wide"] = self.wide_scores(effective)
+            out["wide"] = self.wide_scores(user["history"])
         return out
 
     @tf.function(input_signature=[])
     def candidates(self) -> dict[str, tf.Tensor]:
-        """Signature ``candidates``: every target item's id, vector and training popularity (and, for a wide & deep
-        model, its learned ``prior``)."""
+        """Signature ``candidates``: every catalogue item's id, vector and training popularity (and, for a wide &
+        deep model, its learned ``prior``)."""
         out = {
             "item_ids": tf.identity(self.target_ids),
             "vectors": tf.identity(self.target_vectors),
             "popularity": tf.identity(self.popularity),
         }
         if self.wide:
-            out["prior"] = self.prior()
+            out["prior"] = tf.identity(self.item_prior)
         return out
 
     def signatures(self) -> dict[str, object]:
         return {"serving_default": self.serve, "query": self.user_query, "candidates": self.candidates}
+
+
+class RetrievalServable(CatalogueRetrieval):
+    """``xcat_retrieval`` of a trained model: its encoder and every target item."""
+
+    def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
+        super().__init__(RetrievalEncoder(model, space), Catalogue.from_model(model, space))
 
 
 class RankingServable(_UserQuery):
@@ -236,6 +339,7 @@ class ItemTowerServable(tf.Module):
         self.model_variables = list(model.variables)
         self.items = _table([str(i) for i in space.items])
         self.categories = _table(list(space.categories))
+        self.fingerprint = tf.Variable(model_fingerprint(model), trainable=False, name="model_fingerprint")
         self.vectorize = tf_keras.layers.TextVectorization(
             output_sequence_length=space.item_tokens.shape[1], vocabulary=space.vocabulary[2:]
         )
