@@ -53,6 +53,7 @@ def load_data(config: Config, *, log_problems: bool = True) -> ShopData:
         fmt=config.data.format,
         categories=wanted or None,
         text_columns=config.data.text_columns,
+        vector_columns=config.data.vector_columns,
         max_bad_fraction=config.data.max_bad_fraction,
         log_problems=log_problems,
     )

@@ -17,6 +17,7 @@ class ModelSpec:
     tower_layers: list[int] = field(default_factory=lambda: [128])
     use_ids: bool = True  # item/user id embeddings
     use_text: bool = True  # item text features
+    use_vectors: bool = True  # project the items' precomputed vectors ([data] vector_columns), when there are any
     text_dim: int = 64
     max_tokens: int = 16
     vocab_size: int = 20000
