@@ -79,13 +79,14 @@ def test_fresh_process_load_matches_in_process(trained: Path, exported: Path, tm
 
 @pytest.fixture(scope="module")
 def trained_with_vectors(vector_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model of the shop whose items have precomputed vectors."""
+    """A tiny model of the shop whose items have precomputed vectors (and pretrained title tokens)."""
     from tfrec_xcat.config import load_config
     from tfrec_xcat.train import run_training
 
     config = {name: dict(values) for name, values in SMALL_CONFIG.items()}
     config["data"] = {"path": str(vector_shop_dir), "vector_columns": [VECTOR_COLUMN], "source": "Food"}
     config["data"]["target"] = "Kitchen"
+    config["model"]["text_pretraining"] = "ppmi_svd"
     run = tmp_path_factory.mktemp("trained-vectors")
     run_training(load_config(None, config), run)
     return run

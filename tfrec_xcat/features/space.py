@@ -53,6 +53,9 @@ class FeatureSpace:
     vector_columns: dict[str, int] = field(default_factory=dict)
     item_vectors: np.ndarray | None = None
     item_vector_mask: np.ndarray | None = None
+    # the initial title-token embedding table, when pretrained (features.text_pretraining; not saved: the trained
+    # weights replace it)
+    token_vectors: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:

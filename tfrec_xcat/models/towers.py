@@ -2,7 +2,8 @@
 
 ``ItemTower``: item id (OOV-safe, index 0) + category + mean of title-token embeddings (+ a dense projection of
 the item's precomputed vectors and their mask, when the feature space has any) → MLP → L2-normalised vector. With
-the id replaced by 0 it embeds a new item from its content alone.
+the id replaced by 0 it embeds a new item from its content alone. The token embeddings may start from a pretrained
+table (:mod:`tfrec_xcat.features.text_pretraining`).
 
 ``UserTower``: user id (OOV-safe) + the user's history in every category, each history item encoded by the SAME
 item tower plus an embedding of its category, pooled by mean, attention (query = the target category) or a GRU,
@@ -74,14 +75,24 @@ class ItemTower(tf_keras.Model):
         spec: ModelSpec,
         *,
         vector_columns: dict[str, int] | None = None,
+        token_vectors: np.ndarray | None = None,
         **kwargs: object,
     ) -> None:
-        """``vector_columns``: the feature space's vector columns and lengths (fed as ``vectors`` + ``vector_mask``)."""
+        """``vector_columns``: the feature space's vector columns and lengths (fed as ``vectors`` + ``vector_mask``);
+        ``token_vectors``: a pretrained initial token table, (vocab_size + 2, text_dim)."""
         super().__init__(**kwargs)
         self.spec = spec
         self.id_embedding = tf_keras.layers.Embedding(n_items + 1, spec.embedding_dim, name="item_id")
         self.category_embedding = tf_keras.layers.Embedding(n_categories + 1, 16, name="item_category")
-        self.token_embedding = tf_keras.layers.Embedding(vocab_size + 2, spec.text_dim, name="item_tokens")
+        init: str | tf_keras.initializers.Initializer = "uniform"
+        if token_vectors is not None:
+            expected = (vocab_size + 2, spec.text_dim)
+            if token_vectors.shape != expected:
+                raise ValueError(f"pretrained token table has shape {token_vectors.shape}, expected {expected}")
+            init = tf_keras.initializers.Constant(token_vectors)
+        self.token_embedding = tf_keras.layers.Embedding(
+            vocab_size + 2, spec.text_dim, embeddings_initializer=init, name="item_tokens"
+        )
         self.vector_columns = dict(vector_columns or {}) if spec.use_vectors else {}
         self.vector_projection = (
             tf_keras.layers.Dense(spec.embedding_dim, name="item_vectors") if self.vector_columns else None

@@ -50,6 +50,7 @@ class XcatModel(tfrs.Model):
             len(space.vocabulary),
             spec,
             vector_columns=space.vector_columns if vectors else None,
+            token_vectors=space.token_vectors,
             name="item_tower",
         )
         self.user_tower = UserTower(self.item_tower, self.item_features, space.n_users, n_cat, spec, name="user_tower")
