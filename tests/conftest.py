@@ -26,6 +26,30 @@ def small_shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("shop") / "small", SMALL)
 
 
+#: The vector column of :func:`vector_shop_dir` and its length.
+VECTOR_COLUMN, VECTOR_DIM = "img_emb", 6
+
+
+@pytest.fixture(scope="session")
+def vector_shop_dir(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small shop with ``items.parquet`` holding a list-of-float column ``img_emb`` (every 10th item has
+    none: a null), as precomputed image embeddings would be."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("vector-shop") / "small"
+    out.mkdir()
+    shutil.copy(small_shop_dir / "interactions.csv.gz", out / "interactions.csv.gz")
+    items = pd.read_csv(small_shop_dir / "items.csv")
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(len(items), VECTOR_DIM)).astype(np.float32)
+    items[VECTOR_COLUMN] = [None if i % 10 == 3 else v.tolist() for i, v in enumerate(vectors)]
+    items.to_parquet(out / "items.parquet")
+    return out
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The real Amazon Food/Kitchen data; tests using it skip where it is absent."""

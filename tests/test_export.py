@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import SMALL_CONFIG, VECTOR_COLUMN, VECTOR_DIM
 from tests.stock_ops import op_report
 from tfrec_xcat.export.artifacts import load_trained
 from tfrec_xcat.export.exporter import export, warmup_inputs
@@ -77,8 +78,70 @@ def test_fresh_process_load_matches_in_process(trained: Path, exported: Path, tm
     assert "KIT00004" not in got["ids"][1]
 
 
-def test_only_stock_ops(exported: Path) -> None:
+@pytest.fixture(scope="module")
+def trained_with_vectors(vector_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model of the shop whose items have precomputed vectors (and pretrained title tokens)."""
+    from tfrec_xcat.config import load_config
+    from tfrec_xcat.train import run_training
+
+    config = {name: dict(values) for name, values in SMALL_CONFIG.items()}
+    config["data"] = {"path": str(vector_shop_dir), "vector_columns": [VECTOR_COLUMN], "source": "Food"}
+    config["data"]["target"] = "Kitchen"
+    config["model"]["text_pretraining"] = "ppmi_svd"
+    run = tmp_path_factory.mktemp("trained-vectors")
+    run_training(load_config(None, config), run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported_with_vectors(trained_with_vectors: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("saved_models_vectors")
+    export(trained_with_vectors, out)
+    return out
+
+
+def test_item_tower_with_vectors(trained_with_vectors: Path, exported_with_vectors: Path, exported: Path) -> None:
+    """The item tower takes the vectors (NaN: none) only when the model has them; retrieval's catalogue vectors
+    include them."""
+    model, space, _ = load_trained(trained_with_vectors)
+    loaded = tf.saved_model.load(str(exported_with_vectors / "xcat_item_tower" / "1"))
+    serve = loaded.signatures["serving_default"]
+    inputs = serve.structured_input_signature[1]
+    assert set(inputs) == {"item_id", "category", "text", "vectors"}
+    assert inputs["vectors"].shape.as_list() == [None, VECTOR_DIM]
+    items = space.items_of(space.target)[:3]
+    ids = np.asarray(space.items)[items - 1].astype(str)
+    text = ["", "", ""]
+    stored = space.item_vectors[items]
+    request = stored.copy()
+    request[2] = np.nan  # the third item sent without its vector
+    got = serve(
+        item_id=tf.constant(ids),
+        category=tf.constant([space.target] * 3),
+        text=tf.constant(text),
+        vectors=tf.constant(request),
+    )["embedding"].numpy()
+    features = model.item_features(tf.constant(items))
+    features["tokens"] = tf.zeros_like(features["tokens"])  # the request has no text
+    features["vectors"] = tf.constant(np.where(np.isnan(request), 0.0, request).astype(np.float32))
+    features["vector_mask"] = tf.constant([[1.0], [1.0], [0.0]])
+    np.testing.assert_allclose(got, model.item_tower(features).numpy(), rtol=1e-5, atol=1e-6)
+    assert space.item_vector_mask[items[:2], 0].tolist() == [1.0, 1.0]
+    # retrieval's catalogue vectors come from the item tower, stored vectors included
+    retrieval = tf.saved_model.load(str(exported_with_vectors / "xcat_retrieval" / "1"))
+    vectors = retrieval.signatures["candidates"]()["vectors"].numpy()
+    np.testing.assert_allclose(vectors, model.target_item_vectors(), rtol=1e-5, atol=1e-6)
+    # without vectors the item tower's signature is unchanged
+    plain = tf.saved_model.load(str(exported / "xcat_item_tower" / "1")).signatures["serving_default"]
+    assert set(plain.structured_input_signature[1]) == {"item_id", "category", "text"}
+    assert "vectors" not in warmup_inputs(space)["xcat_item_tower"]
+    assert warmup_inputs(space, with_vectors=True)["xcat_item_tower"]["vectors"].shape == (2, VECTOR_DIM)
+
+
+@pytest.mark.parametrize("which", ["exported", "exported_with_vectors"])
+def test_only_stock_ops(which: str, request: pytest.FixtureRequest) -> None:
     """Every op in every exported graph (functions included) is one the stock TensorFlow registry knows."""
+    exported: Path = request.getfixturevalue(which)
     report = op_report([exported / name / "1" for name in ("xcat_retrieval", "xcat_ranking", "xcat_item_tower")])
     assert report["unknown"] == [], report["unknown"]
     assert "TopKV2" in report["ops"] and "LookupTableFindV2" in report["ops"]

@@ -36,10 +36,18 @@ class DataConfig:
     source: str | None = None
     target: str | None = None
     text_columns: list[str] | None = None
+    vector_columns: list[str] = field(default_factory=list)  # list-of-float columns of items.parquet
     max_bad_fraction: float = 0.001
 
     def __post_init__(self) -> None:
         check_choice("format", self.format, FORMATS)
+        if len(set(self.vector_columns)) != len(self.vector_columns):
+            raise ValueError(f"vector_columns must be distinct, got {self.vector_columns}")
+        for name in self.vector_columns:
+            if not name.strip() or name in ("item_id", "category"):
+                raise ValueError(f"vector_columns: {name!r} cannot be a vector column")
+            if name in (self.text_columns or []):
+                raise ValueError(f"vector_columns: {name!r} is also in text_columns")
         check_number("max_bad_fraction", self.max_bad_fraction, ge=0, le=1)
         if self.source is not None and self.source == self.target:
             raise ValueError(f"source and target must be different categories, got {self.source!r} for both")

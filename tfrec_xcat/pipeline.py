@@ -32,6 +32,7 @@ from tfrec_xcat.evaluation.evaluate import Scorer, cold_start_validator
 from tfrec_xcat.features.matrices import SplitMatrices
 from tfrec_xcat.features.memorisation import cooccurrence_counts, training_scores
 from tfrec_xcat.features.space import FeatureSpace, build_feature_space, training_view
+from tfrec_xcat.features.text_pretraining import pretrained_token_table
 from tfrec_xcat.models.spec import ModelSpec
 
 #: The metric that selects every model's settings and stops every neural model, on cold-start VALIDATION users.
@@ -53,6 +54,7 @@ def load_data(config: Config, *, log_problems: bool = True) -> ShopData:
         fmt=config.data.format,
         categories=wanted or None,
         text_columns=config.data.text_columns,
+        vector_columns=config.data.vector_columns,
         max_bad_fraction=config.data.max_bad_fraction,
         log_problems=log_problems,
     )
@@ -74,6 +76,7 @@ class PreparedSeed:
     seed: int
     workdir: Path | None = None  # where a model may write checkpoints and logs
     _spaces: dict[tuple[int, int, int], FeatureSpace] = field(default_factory=dict, repr=False)
+    _token_tables: dict[tuple[int, int, int, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     def validate(self, scorer: Scorer) -> float:
         """The selection metric of ``scorer`` on cold-start VALIDATION users (never test users)."""
@@ -99,10 +102,24 @@ class PreparedSeed:
             )
         return self._spaces[key]
 
+    def token_table(self, spec: ModelSpec) -> np.ndarray | None:
+        """The initial title-token embedding table ``spec.text_pretraining`` asks for (None: the layer's own random
+        one), learnt from every item's title, all categories, built once per text setting."""
+        if not spec.use_text or spec.text_pretraining == "none":
+            return None
+        key = (spec.max_tokens, spec.vocab_size, spec.text_dim, spec.text_pretraining)
+        if key not in self._token_tables:
+            space = self.feature_space(spec)
+            rows = len(space.vocabulary) + 2  # the item tower's token embedding rows
+            self._token_tables[key] = pretrained_token_table(space.item_tokens, rows, spec.text_dim, seed=self.seed)
+        return self._token_tables[key]
+
     def training_inputs(self, spec: ModelSpec, mode: str) -> tuple[FeatureSpace, pd.DataFrame]:
         """The feature space and training interactions a two-tower of ``spec`` trains on in ``mode`` (with the
-        memorisation counts and leave-one-out training scores when ``spec.memorisation`` is on)."""
+        pretrained token table when ``spec.text_pretraining`` asks for one, and the memorisation counts and
+        leave-one-out training scores when ``spec.memorisation`` is on)."""
         space, frame = training_view(self.feature_space(spec), self.split.train, mode)
+        space = dataclasses.replace(space, token_vectors=self.token_table(spec))
         if not spec.memorisation:
             return space, frame
         counts = cooccurrence_counts(self.m, space.item_index(self.m.source_items), space.n_items)
@@ -116,7 +133,9 @@ class PreparedSeed:
 
     def with_split(self, split: ColdStartSplit) -> PreparedSeed:
         """The same run on another split of the same data (e.g. more users made cold-start)."""
-        return dataclasses.replace(self, split=split, m=SplitMatrices.from_split(self.data, split), _spaces={})
+        return dataclasses.replace(
+            self, split=split, m=SplitMatrices.from_split(self.data, split), _spaces={}, _token_tables={}
+        )
 
 
 def prepare_seed(config: Config, seed: int, data: ShopData | None = None, workdir: Path | None = None) -> PreparedSeed:

@@ -2,7 +2,8 @@
 
 ``interactions`` has one row per (user, item): ``user_id``, ``item_id``, ``category`` and ``position`` (the
 item's place in the user's history, oldest first, across all categories), plus ``timestamp``/``rating`` when
-the source has them. ``items`` has one row per item: ``item_id``, ``category`` and the text columns.
+the source has them. ``items`` has one row per item: ``item_id``, ``category`` and the text columns;
+``vectors`` holds, per configured vector column, the items' precomputed vectors (:mod:`tfrec_xcat.data.vectors`).
 Ids and categories are strings. ``to_tf_dataset`` gives the same rows as a ``tf.data.Dataset``.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tfrec_xcat.data.problems import ReadReport
+from tfrec_xcat.data.vectors import ItemVectors
 from tfrec_xcat.errors import DataError
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ class ShopData:
     text_columns: list[str]
     report: ReadReport = field(default_factory=ReadReport)
     name: str = ""
+    vectors: dict[str, ItemVectors] = field(default_factory=dict)  # vector column -> its items' vectors
 
     def __post_init__(self) -> None:
         missing = [c for c in (*INTERACTION_KEYS, "position") if c not in self.interactions.columns]
@@ -91,6 +94,7 @@ class ShopData:
             "interactions": len(inter),
             "categories": per_cat,
             "text_columns": list(self.text_columns),
+            "vector_columns": {name: v.dim for name, v in self.vectors.items()},
             "has_ratings": self.has_ratings,
             "has_timestamps": self.has_timestamps,
         }

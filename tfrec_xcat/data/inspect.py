@@ -43,6 +43,8 @@ def format_inspection(info: dict[str, Any]) -> str:
         f"text columns: {', '.join(info['text_columns']) or 'none'}; ratings: {'yes' if info['has_ratings'] else 'no'}"
         f"; timestamps: {'yes' if info['has_timestamps'] else 'no'}"
     )
+    if info.get("vector_columns"):
+        lines.append("vector columns: " + ", ".join(f"{n} ({d} floats)" for n, d in info["vector_columns"].items()))
     if "split" in info:
         s = info["split"]
         lines += ["", f"cold-start split {info['source']} -> {info['target']} (seed {info['seed']}):"]

@@ -38,10 +38,12 @@ def load_shop(
     fmt: str = "auto",
     categories: list[str] | None = None,
     text_columns: list[str] | None = None,
+    vector_columns: list[str] | None = None,
     max_bad_fraction: float = 0.001,
     log_problems: bool = True,
 ) -> ShopData:
-    """Read the data set in ``directory``; ``categories`` limits (and checks) which categories are read.
+    """Read the data set in ``directory``; ``categories`` limits (and checks) which categories are read;
+    ``vector_columns`` names list-of-float item columns (neutral layout, ``items.parquet`` only).
 
     Every problem row is counted in ``data.report`` and logged; too many raise :class:`DataError`.
     """
@@ -52,8 +54,12 @@ def load_shop(
         fmt = detect_format(directory)
     elif not directory.is_dir():
         raise DataError(f"{directory}: data directory not found")
+    if vector_columns and fmt != "neutral":
+        raise DataError(f"{directory}: vector columns are read from the neutral layout's items.parquet, not {fmt}")
     if fmt == "neutral":
-        data = read_neutral(directory, text_columns=text_columns, max_bad_fraction=max_bad_fraction)
+        data = read_neutral(
+            directory, text_columns=text_columns, vector_columns=vector_columns, max_bad_fraction=max_bad_fraction
+        )
         for cat in categories or []:
             data.require_category(cat)
     else:

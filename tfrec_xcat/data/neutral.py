@@ -1,8 +1,9 @@
 """Reader for the neutral layout: ``interactions.csv[.gz]|.parquet`` + ``items.csv[.gz]|.parquet``.
 
 ``interactions``: ``user_id,item_id,category`` and optionally ``position``, ``timestamp``, ``rating``; other
-columns are allowed and ignored. ``items``: ``item_id,category`` plus any columns; all of them but the keys are
-text columns unless ``text_columns`` names a subset.
+columns are allowed and ignored. ``items``: ``item_id,category`` plus any columns; all of them but the keys and
+the vector columns are text columns unless ``text_columns`` names a subset. ``vector_columns`` names list-of-float
+columns of ``items.parquet`` (precomputed embeddings, :mod:`tfrec_xcat.data.vectors`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ def is_neutral(directory: Path) -> bool:
 
 
 def _columns(
-    path: Path, report: ReadReport, wanted: list[str] | None = None
-) -> tuple[list[str], list[int], dict[str, list[Any]]]:
+    path: Path, report: ReadReport, wanted: list[str] | None = None, arrow: tuple[str, ...] = ()
+) -> tuple[list[str], list[int], dict[str, Any]]:
     """Read ``path`` into its header, each good row's line number, and one list of raw values per column.
 
-    Only the columns in ``wanted`` (all when None) are kept. Malformed CSV lines are counted and skipped;
-    a file with no header line is counted as ``empty_file`` and gives an empty header.
+    Only the columns in ``wanted`` (all when None) are kept; Parquet columns named in ``arrow`` stay Arrow arrays
+    (vectors are checked without becoming Python lists). Malformed CSV lines are counted and skipped; a file with
+    no header line is counted as ``empty_file`` and gives an empty header.
     """
     name = str(path)
     if path.name.endswith(".parquet"):
@@ -46,7 +48,8 @@ def _columns(
         _unique(path, header, wanted)
         keep = [c for c in header if wanted is None or c in wanted]
         report.add_rows(name, table.num_rows)
-        return header, list(range(1, table.num_rows + 1)), {c: table.column(c).to_pylist() for c in keep}
+        columns = {c: table.column(c) if c in arrow else table.column(c).to_pylist() for c in keep}
+        return header, list(range(1, table.num_rows + 1)), columns
 
     records = iter_csv(path, header=True)
     first = next(records, None)
@@ -104,9 +107,11 @@ def read_neutral(
     directory: Path,
     *,
     text_columns: list[str] | None = None,
+    vector_columns: list[str] | None = None,
     max_bad_fraction: float = 0.001,
 ) -> ShopData:
     """Read a neutral-layout data set from ``directory``."""
+    vectors = tuple(vector_columns or ())
     report = ReadReport(max_bad_fraction=max_bad_fraction)
     inter_path = find_file(directory, ["interactions"], SUFFIXES, required=True)
     items_path = find_file(directory, ["items"], SUFFIXES, required=True)
@@ -129,16 +134,26 @@ def read_neutral(
         raise DataError(f"{inter_path}: no data rows")
     collector.add_interactions(str(inter_path), lines, columns)
 
-    header, lines, columns = _columns(items_path, report)
+    if vectors and not items_path.name.endswith(".parquet"):
+        raise DataError(
+            f"{items_path}: vector column(s) {', '.join(vectors)} are read from items.parquet only (a CSV field "
+            "holds no list of floats)"
+        )
+    header, lines, columns = _columns(items_path, report, arrow=vectors)
     collector.metadata_files.append(str(items_path))
     if header:
         _require(items_path, header, ("item_id", "category"))
-        available = [c for c in header if c not in ("item_id", "category")]
+        absent = [c for c in vectors if c not in header]
+        if absent:
+            raise DataError(f"{items_path}: no vector column(s) {', '.join(absent)} (it has: {', '.join(header)})")
+        available = [c for c in header if c not in ("item_id", "category", *vectors)]
         unknown = [c for c in text_columns or [] if c not in available]
         if unknown:
             raise DataError(f"{items_path}: no text column(s) {', '.join(unknown)} (it has: {', '.join(available)})")
         texts = {c: columns[c] for c in (available if text_columns is None else text_columns)}
-        collector.add_items(str(items_path), lines, columns["item_id"], columns["category"], texts)
+        collector.add_items(
+            str(items_path), lines, columns["item_id"], columns["category"], texts, {c: columns[c] for c in vectors}
+        )
         if report.rows[str(items_path)] == 0:
             report.add("empty_file", str(items_path), 0, "no data rows")
     return collector.build(text_columns=text_columns, name=str(directory))

@@ -17,7 +17,8 @@ from tfrec_xcat.errors import DataError
 log = logging.getLogger(__name__)
 
 #: Problem kinds. Rows with any of these are dropped (and counted), except ``item_without_metadata``,
-#: whose interactions are kept (the item gets empty text), and ``empty_file``, which concerns a whole file.
+#: whose interactions are kept (the item gets empty text), ``bad_vector`` and ``missing_vector``, whose items are
+#: kept with a zero vector and mask 0, and ``empty_file``, which concerns a whole file.
 KINDS: dict[str, str] = {
     "malformed_line": "line cannot be parsed (wrong number of fields, broken quoting or JSON)",
     "bad_encoding": "line is not valid UTF-8 (it is not repaired: two different ids must not become one)",
@@ -28,11 +29,18 @@ KINDS: dict[str, str] = {
     "duplicate": "(user, item) pair already seen; the first occurrence is kept",
     "duplicate_item": "item_id already described by an earlier metadata row; the first is kept",
     "item_without_metadata": "an interaction's item has no metadata row; kept with empty text",
+    "bad_vector": "a vector column's value is not a list of finite numbers of the column's length; the item is "
+    "kept with a zero vector (mask 0)",
+    "missing_vector": "a vector column's value is null; the item is kept with a zero vector (mask 0); not counted "
+    "against max_bad_fraction",
     "empty_file": "the file holds no data rows",
 }
 
 #: Kinds that concern a whole file or repair a row rather than drop it.
-NOT_DROPPED = frozenset({"item_without_metadata", "empty_file"})
+NOT_DROPPED = frozenset({"item_without_metadata", "bad_vector", "missing_vector", "empty_file"})
+
+#: Repaired rows that still count against ``max_bad_fraction`` (a missing vector is an item without one: normal).
+REPAIRED_BUT_BAD = frozenset({"item_without_metadata", "bad_vector"})
 
 #: How many problems of one kind per file are kept verbatim.
 EXAMPLES_KEPT = 5
@@ -118,14 +126,14 @@ class ReadReport:
         ``fraction_of`` overrides the denominator (defaults to the rows read from the file).
         """
         total = fraction_of if fraction_of is not None else self.rows[file]
-        bad = self.dropped(file) + self.counts[file].get("item_without_metadata", 0)
+        bad = self.dropped(file) + sum(self.counts[file].get(kind, 0) for kind in REPAIRED_BUT_BAD)
         if total <= 0 or bad == 0:
             return
         if bad / total > self.max_bad_fraction:
             kinds = "; ".join(
                 f"{k} {n:,} (e.g. {self.examples[(file, k)][0]})"
                 for k, n in sorted(self.counts[file].items())
-                if k != "empty_file"
+                if k not in ("empty_file", "missing_vector")
             )
             raise DataError(
                 f"{file}: {bad:,} of {total:,} rows are bad ({bad / total:.2%}), more than "

@@ -17,9 +17,12 @@ import pandas as pd
 
 from tfrec_xcat.data.dataset import ShopData, finish_interactions
 from tfrec_xcat.data.problems import ReadReport
+from tfrec_xcat.data.vectors import ItemVectors, parse_vectors
 from tfrec_xcat.errors import DataError
 
 KEYS = ("user_id", "item_id", "category")
+#: Item-frame column holding a vector column's cell per row: its vector, the message of what is bad, or None.
+VECTOR_PREFIX = "_vector:"
 
 
 def _blank_mask(values: pd.Series) -> pd.Series:
@@ -129,6 +132,7 @@ class RowCollector:
         self._files: list[str] = []
         self._inter: list[pd.DataFrame] = []
         self._items: list[pd.DataFrame] = []
+        self._vector_dims: dict[str, dict[str, int]] = {}  # vector column -> file -> its vectors' length
         self.metadata_files: list[str] = []
 
     def _file_index(self, file: str) -> int:
@@ -205,13 +209,24 @@ class RowCollector:
         item_id: Sequence[Any],
         category: Sequence[Any] | None,
         texts: Mapping[str, Sequence[Any]],
+        vectors: Mapping[str, Any] | None = None,
     ) -> int:
-        """Validate metadata rows from ``file``; ``texts`` maps text-column name to its raw values. Without
-        ``category`` (a list of ids only, e.g. items to remove) the category is "" and not required."""
+        """Validate metadata rows from ``file``; ``texts`` maps text-column name to its raw values, ``vectors``
+        vector-column name to its raw values (an Arrow array or a sequence; see :mod:`tfrec_xcat.data.vectors`).
+        Without ``category`` (a list of ids only, e.g. items to remove) the category is "" and not required."""
         frame = pd.DataFrame({"item_id": list(item_id), "category": list(category) if category is not None else ""})
         frame["_line"] = np.asarray(lines, dtype=np.int64)
         for name, values in texts.items():
             frame[name] = [text_value(v) for v in values]
+        for name, values in (vectors or {}).items():
+            parsed = parse_vectors(name, values)
+            self._vector_dims.setdefault(name, {})[file] = parsed.dim
+            cells: list[Any] = [None] * len(frame)
+            for i in np.flatnonzero(parsed.ok):
+                cells[i] = parsed.matrix[i]
+            for i, message in parsed.problems.items():
+                cells[i] = message
+            frame[VECTOR_PREFIX + name] = pd.Series(cells, index=frame.index, dtype=object)
         frame = self._required(frame, ["item_id"] if category is None else ["item_id", "category"], file)
         for name in ("item_id", "category"):
             frame[name] = frame[name].astype(str).str.strip()
@@ -252,7 +267,9 @@ class RowCollector:
             else pd.DataFrame({"item_id": [], "category": [], "_file": [], "_line": []})
         )
         items = self._drop_duplicates(items, ["item_id"], "duplicate_item", "item")
-        available = [c for c in items.columns if c not in ("item_id", "category", "_file", "_line")]
+        vectors = self._item_vectors(items, name)
+        internal = ("item_id", "category", "_file", "_line")
+        available = [c for c in items.columns if c not in internal and not c.startswith(VECTOR_PREFIX)]
         if text_columns is None:
             text_columns = available
         else:
@@ -289,4 +306,28 @@ class RowCollector:
             text_columns=list(text_columns),
             report=self.report,
             name=name,
+            vectors=vectors,
         )
+
+    def _item_vectors(self, items: pd.DataFrame, name: str) -> dict[str, ItemVectors]:
+        """Each vector column's good vectors by item; its bad and missing cells counted with file and line."""
+        out: dict[str, ItemVectors] = {}
+        for column, dims in self._vector_dims.items():
+            lengths = sorted({d for d in dims.values() if d > 0})
+            if len(lengths) > 1:
+                per_file = ", ".join(f"{f}: {d}" for f, d in dims.items())
+                raise DataError(f"{name}: vector column {column} has vectors of different lengths ({per_file})")
+            cells = items[VECTOR_PREFIX + column].to_numpy(dtype=object)
+            good = np.array([isinstance(c, np.ndarray) for c in cells], dtype=bool)
+            for f, line, cell in zip(items["_file"], items["_line"], cells, strict=True):
+                if isinstance(cell, str):
+                    self.report.add("bad_vector", self._files[int(f)], int(line), cell)
+                elif not isinstance(cell, np.ndarray):  # None, or NaN for rows of a file without the column
+                    self.report.add("missing_vector", self._files[int(f)], int(line), f"{column} is null")
+            if not lengths:
+                for file in dims:
+                    self.report.check(file)  # too many bad vectors: that error, with the kinds and lines
+                raise DataError(f"{', '.join(dims)}: vector column {column} holds no usable vector")
+            matrix = np.stack(cells[good]).astype(np.float32) if good.any() else np.zeros((0, lengths[0]), np.float32)
+            out[column] = ItemVectors(pd.Index(items["item_id"].to_numpy()[good]), matrix)
+        return out

@@ -15,12 +15,20 @@ from tfrec_xcat.export.writer import next_version, publish_set, recover, write_s
 log = logging.getLogger(__name__)
 
 
-def warmup_inputs(space: Any) -> dict[str, dict[str, np.ndarray]]:
-    """A small, valid request per servable (two users: one known, one unknown), for TF Serving warm-up."""
+def warmup_inputs(space: Any, *, with_vectors: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """A small, valid request per servable (two users: one known, one unknown), for TF Serving warm-up;
+    ``with_vectors``: the item tower takes the items' precomputed vectors too."""
     user = str(space.users[0])
     target = np.asarray(space.items)[space.items_of(space.target)[:3] - 1].astype(str)
     source = np.asarray(space.items)[space.items_of(space.source)[:2] - 1].astype(str)
     history = np.array([[source[0], source[1]], ["", ""]], dtype=object).astype(bytes)
+    item_tower: dict[str, np.ndarray] = {
+        "item_id": target[:2].astype(bytes),
+        "category": np.array([space.target] * 2).astype(bytes),
+        "text": np.array([b"stainless steel pan", b""]),
+    }
+    if with_vectors:  # the stored vectors of those items
+        item_tower["vectors"] = space.item_vectors[space.item_index(target[:2])].astype(np.float32)
     return {
         "xcat_retrieval": {
             "user_id": np.array([user, "unknown-user"]).astype(bytes),
@@ -32,11 +40,7 @@ def warmup_inputs(space: Any) -> dict[str, dict[str, np.ndarray]]:
             "history": history,
             "candidates": np.array([target, target]).astype(bytes),
         },
-        "xcat_item_tower": {
-            "item_id": target[:2].astype(bytes),
-            "category": np.array([space.target] * 2).astype(bytes),
-            "text": np.array([b"stainless steel pan", b""]),
-        },
+        "xcat_item_tower": item_tower,
     }
 
 
@@ -53,7 +57,7 @@ def export(run_dir: str | Path, out: str | Path, *, names: list[str] | None = No
     model, space, _ = load_trained(run_dir)
     names = names or list(SERVABLES)
     version = next_version(out, names)
-    inputs = warmup_inputs(space)
+    inputs = warmup_inputs(space, with_vectors=bool(model.item_tower.vector_columns))
     for name in names:
         module = SERVABLES[name](model, space)
         staged = write_version(module, out, name, version, inputs[name], publish=False)

@@ -172,18 +172,23 @@ def _item_tower(models: Path, fingerprint: str) -> tuple[Any, int]:
 
 
 def embed(item_tower: Any, rows: pd.DataFrame) -> np.ndarray:
-    """Item-tower vectors of ``rows`` (item_id, category, text)."""
+    """Item-tower vectors of ``rows`` (item_id, category, text). A model trained with precomputed item vectors
+    (``[data] vector_columns``) embeds the new items without them (NaN: no vector), from id, category and text."""
     import tensorflow as tf
 
     serve = item_tower.signatures["serving_default"]
+    vectors = serve.structured_input_signature[1].get("vectors")
     out = []
     for start in range(0, len(rows), EMBED_BATCH):
         part = rows.iloc[start : start + EMBED_BATCH]
-        result = serve(
-            item_id=tf.constant(_bytes(part["item_id"])),
-            category=tf.constant(_bytes(part["category"])),
-            text=tf.constant(_bytes(part["text"])),
-        )
+        inputs = {
+            "item_id": tf.constant(_bytes(part["item_id"])),
+            "category": tf.constant(_bytes(part["category"])),
+            "text": tf.constant(_bytes(part["text"])),
+        }
+        if vectors is not None:
+            inputs["vectors"] = tf.fill([len(part), vectors.shape[1]], float("nan"))
+        result = serve(**inputs)
         out.append(result["embedding"].numpy().astype(np.float32))
     return np.concatenate(out)
 

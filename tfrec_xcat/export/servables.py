@@ -13,7 +13,10 @@ All take and return string ids, do their id lookups with stock hash tables, and 
 - ``RankingServable``: ``user_id``, ``history`` as above, ``candidates`` [B, C] string → ``scores`` [B, C]
   (ranking logits; -1e9 for unknown candidates), ``known`` [B, C] bool.
 - ``ItemTowerServable``: ``item_id`` [B], ``category`` [B], ``text`` [B] string → ``embedding`` [B, d]: embeds
-  any item, new ones from their category and text alone, for external ANN indexes (and ``reindex``).
+  any item, new ones from their category and text alone, for external ANN indexes (and ``reindex``). A model with
+  precomputed item vectors (``[data] vector_columns``) also takes ``vectors`` [B, D] float32: the vector columns
+  side by side in config order; a column whose values in a row are not all finite (e.g. NaN) means the item has no
+  such vector. Without vectors the signature is exactly the three string inputs.
 
 The retrieval encoder and the item tower carry ``model_fingerprint`` (a digest of the trained weights).
 """
@@ -343,24 +346,45 @@ class ItemTowerServable(tf.Module):
         self.vectorize = tf_keras.layers.TextVectorization(
             output_sequence_length=space.item_tokens.shape[1], vocabulary=space.vocabulary[2:]
         )
+        self.vector_dims = tuple(model.item_tower.vector_columns.values())
+        inputs = [
+            tf.TensorSpec([None], tf.string, name="item_id"),
+            tf.TensorSpec([None], tf.string, name="category"),
+            tf.TensorSpec([None], tf.string, name="text"),
+        ]
+        if self.vector_dims:  # the signature gains the vectors input only when the model has vectors
+            vectors = tf.TensorSpec([None, sum(self.vector_dims)], tf.float32, name="vectors")
+            self.serve = tf.function(self._serve_vectors, input_signature=[*inputs, vectors])
+        else:
+            self.serve = tf.function(self._serve, input_signature=inputs)
 
     @property
     def model(self) -> XcatModel:
         return self._held.model
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="item_id"),
-            tf.TensorSpec([None], tf.string, name="category"),
-            tf.TensorSpec([None], tf.string, name="text"),
-        ]
-    )
-    def serve(self, item_id: tf.Tensor, category: tf.Tensor, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        features = {
+    def features(self, item_id: tf.Tensor, category: tf.Tensor, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {
             "item": tf.cast(self.items.lookup(item_id), tf.int32),
             "category": tf.cast(self.categories.lookup(category), tf.int32),
             "tokens": tf.cast(self.vectorize(text), tf.int32),
         }
+
+    def _serve(self, item_id: tf.Tensor, category: tf.Tensor, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"embedding": self.model.item_tower(self.features(item_id, category, text))}
+
+    def _serve_vectors(
+        self, item_id: tf.Tensor, category: tf.Tensor, text: tf.Tensor, vectors: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        blocks, masks, start = [], [], 0
+        for dim in self.vector_dims:  # per column: all finite = the item has this vector, else zeros and mask 0
+            block = vectors[:, start : start + dim]
+            start += dim
+            present = tf.reduce_all(tf.math.is_finite(block), axis=1)
+            blocks.append(tf.where(present[:, None], block, tf.zeros_like(block)))
+            masks.append(tf.cast(present, tf.float32))
+        features = self.features(item_id, category, text)
+        features["vectors"] = tf.concat(blocks, axis=1)
+        features["vector_mask"] = tf.stack(masks, axis=1)
         return {"embedding": self.model.item_tower(features)}
 
 

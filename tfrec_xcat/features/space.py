@@ -4,7 +4,8 @@ Index 0 is OOV/padding everywhere. Users are indexed in the order of :class:`Spl
 sorted-id order (+ 1), so the evaluator's rows and columns map to model indices without lookups. Item text is
 tokenised once with a ``TextVectorization`` adapted on the item texts (content only, no interactions). The history
 table holds, per user and per category, the last ``history_per_category`` items of the TRAINING split only: a
-cold-start user's held-out target items can never be in it.
+cold-start user's held-out target items can never be in it. Precomputed item vectors (``[data] vector_columns``)
+become one table, the columns side by side in config order, with a mask per column (0 where an item has none).
 
 This module owns the feature space's whole life: :func:`build_feature_space` makes it from a split,
 :func:`training_view` restricts it to what a training mode may see, :func:`save_space` / :func:`load_space` write
@@ -16,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,14 @@ class FeatureSpace:
     # ((n_items + 1) × n_target), and the leave-one-out training scores ((n_users + 1) × n_target; not saved)
     memorisation: sp.csr_matrix | None = None
     memorisation_train: sp.csr_matrix | None = None
+    # precomputed item vectors: column -> length (feature order), the (n_items + 1, total length) float32 table
+    # (zeros where an item has no vector) and the (n_items + 1, n_columns) float32 mask (1 where it has one)
+    vector_columns: dict[str, int] = field(default_factory=dict)
+    item_vectors: np.ndarray | None = None
+    item_vector_mask: np.ndarray | None = None
+    # the initial title-token embedding table, when pretrained (features.text_pretraining; not saved: the trained
+    # weights replace it)
+    token_vectors: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -110,6 +119,19 @@ def history_table(
     return table
 
 
+def vector_table(data: ShopData, items: pd.Index) -> tuple[dict[str, int], np.ndarray | None, np.ndarray | None]:
+    """``(column lengths, table, mask)`` of the data's item vectors for ``items`` (row 0 = OOV: zeros, mask 0);
+    ``({}, None, None)`` when the data has none."""
+    if not data.vectors:
+        return {}, None, None
+    lookups = [v.lookup(items) for v in data.vectors.values()]
+    table = np.zeros((len(items) + 1, sum(v.dim for v in data.vectors.values())), dtype=np.float32)
+    mask = np.zeros((len(items) + 1, len(lookups)), dtype=np.float32)
+    table[1:] = np.concatenate([vectors for vectors, _ in lookups], axis=1)
+    mask[1:] = np.stack([found for _, found in lookups], axis=1)
+    return {name: v.dim for name, v in data.vectors.items()}, table, mask
+
+
 def build_feature_space(
     data: ShopData,
     split: ColdStartSplit,
@@ -129,6 +151,7 @@ def build_feature_space(
     tokens, vocabulary = tokenize(text, max_tokens, vocab_size)
     item_tokens = np.zeros((len(items) + 1, max_tokens), dtype=np.int32)
     item_tokens[1:] = tokens
+    vector_columns, item_vectors, item_vector_mask = vector_table(data, items)
     return FeatureSpace(
         users=m.users,
         items=items,
@@ -143,6 +166,9 @@ def build_feature_space(
         item_popularity=np.bincount(items.get_indexer(split.train["item_id"]) + 1, minlength=len(items) + 1).astype(
             np.float32
         ),
+        vector_columns=vector_columns,
+        item_vectors=item_vectors,
+        item_vector_mask=item_vector_mask,
     )
 
 
@@ -159,6 +185,9 @@ def training_view(space: FeatureSpace, train_frame: pd.DataFrame, mode: str) -> 
 def save_space(space: FeatureSpace, directory: Path) -> None:
     """Write the feature space (vocabularies, item tables, history table) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
+    vectors = {}
+    if space.item_vectors is not None:
+        vectors = {"item_vectors": space.item_vectors, "item_vector_mask": space.item_vector_mask}
     np.savez_compressed(
         directory / "space.npz",
         users=np.asarray(space.users, dtype=object).astype(str),
@@ -167,6 +196,7 @@ def save_space(space: FeatureSpace, directory: Path) -> None:
         item_tokens=space.item_tokens,
         history=space.history,
         item_popularity=space.item_popularity,
+        **vectors,
     )
     if space.memorisation is not None:
         sp.save_npz(directory / "memorisation.npz", space.memorisation.tocsr())
@@ -176,6 +206,7 @@ def save_space(space: FeatureSpace, directory: Path) -> None:
         "history_per_category": space.history_per_category,
         "source": space.source,
         "target": space.target,
+        "vector_columns": [[name, dim] for name, dim in space.vector_columns.items()],
     }
     (directory / "space.json").write_text(json.dumps(meta))
 
@@ -199,4 +230,7 @@ def load_space(directory: Path) -> FeatureSpace:
         memorisation=sp.load_npz(directory / "memorisation.npz").tocsr()
         if (directory / "memorisation.npz").is_file()
         else None,
+        vector_columns={str(name): int(dim) for name, dim in meta.get("vector_columns", [])},
+        item_vectors=arrays.get("item_vectors"),
+        item_vector_mask=arrays.get("item_vector_mask"),
     )

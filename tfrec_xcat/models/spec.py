@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tfrec_xcat.features.text_pretraining import METHODS as TEXT_PRETRAINING
 from tfrec_xcat.validation import MAX_SEQUENCE, MAX_VOCAB, MAX_WIDTH, check_choice, check_each, check_number
 
 POOLINGS = ("mean", "attention", "gru")
@@ -17,6 +18,10 @@ class ModelSpec:
     tower_layers: list[int] = field(default_factory=lambda: [128])
     use_ids: bool = True  # item/user id embeddings
     use_text: bool = True  # item text features
+    # "none" | "ppmi_svd": initialise the title-token embeddings from the catalogue's own titles (all categories):
+    # co-occurrence within titles -> positive PMI -> truncated SVD (features.text_pretraining), then fine-tune
+    text_pretraining: str = "none"
+    use_vectors: bool = True  # project the items' precomputed vectors ([data] vector_columns), when there are any
     text_dim: int = 64
     max_tokens: int = 16
     vocab_size: int = 20000
@@ -40,6 +45,7 @@ class ModelSpec:
     def __post_init__(self) -> None:
         check_choice("pooling", self.pooling, POOLINGS)
         check_choice("grl_schedule", self.grl_schedule, ("constant", "dann"))
+        check_choice("text_pretraining", self.text_pretraining, TEXT_PRETRAINING)
         if not (self.use_ids or self.use_text):
             raise ValueError("use_ids and use_text cannot both be false: the item tower needs an input")
         check_number("embedding_dim", self.embedding_dim, ge=1, le=MAX_WIDTH, integer=True)

@@ -1,7 +1,9 @@
 """The two towers. One item tower (trained on the source first) embeds every item, in candidates and histories.
 
-``ItemTower``: item id (OOV-safe, index 0) + category + mean of title-token embeddings → MLP → L2-normalised
-vector. With the id replaced by 0 it embeds a new item from its content alone.
+``ItemTower``: item id (OOV-safe, index 0) + category + mean of title-token embeddings (+ a dense projection of
+the item's precomputed vectors and their mask, when the feature space has any) → MLP → L2-normalised vector. With
+the id replaced by 0 it embeds a new item from its content alone. The token embeddings may start from a pretrained
+table (:mod:`tfrec_xcat.features.text_pretraining`).
 
 ``UserTower``: user id (OOV-safe) + the user's history in every category, each history item encoded by the SAME
 item tower plus an embedding of its category, pooled by mean, attention (query = the target category) or a GRU,
@@ -24,31 +26,77 @@ def _mlp(widths: list[int], name: str) -> tf_keras.Sequential:
 
 
 class ItemFeatures(tf_keras.layers.Layer):
-    """Item index → its features (category, tokens), from constant tables."""
+    """Item index → its features (category, tokens, and vectors with their mask when given), from fixed tables.
 
-    def __init__(self, item_category: np.ndarray, item_tokens: np.ndarray, **kwargs: object) -> None:
+    The vector tables are non-trainable variables rather than constants: they can be large, and a SavedModel
+    keeps variables out of its graph."""
+
+    def __init__(
+        self,
+        item_category: np.ndarray,
+        item_tokens: np.ndarray,
+        item_vectors: np.ndarray | None = None,
+        item_vector_mask: np.ndarray | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(trainable=False, **kwargs)
         self.item_category = tf.constant(item_category, dtype=tf.int32)
         self.item_tokens = tf.constant(item_tokens, dtype=tf.int32)
+        self.item_vectors = self.item_vector_mask = None
+        if item_vectors is not None:
+            if item_vector_mask is None:
+                raise ValueError("item vectors need their mask")
+            self.item_vectors = tf.Variable(item_vectors, dtype=tf.float32, trainable=False, name="item_vectors")
+            self.item_vector_mask = tf.Variable(
+                item_vector_mask, dtype=tf.float32, trainable=False, name="item_vector_mask"
+            )
 
     def call(self, items: tf.Tensor) -> dict[str, tf.Tensor]:
         items = tf.cast(items, tf.int32)
-        return {
+        out = {
             "item": items,
             "category": tf.gather(self.item_category, items),
             "tokens": tf.gather(self.item_tokens, items),
         }
+        if self.item_vectors is not None:
+            out["vectors"] = tf.gather(self.item_vectors, items)
+            out["vector_mask"] = tf.gather(self.item_vector_mask, items)
+        return out
 
 
 class ItemTower(tf_keras.Model):
     """Item features → normalised ``embedding_dim`` vector (see the module docstring)."""
 
-    def __init__(self, n_items: int, n_categories: int, vocab_size: int, spec: ModelSpec, **kwargs: object) -> None:
+    def __init__(
+        self,
+        n_items: int,
+        n_categories: int,
+        vocab_size: int,
+        spec: ModelSpec,
+        *,
+        vector_columns: dict[str, int] | None = None,
+        token_vectors: np.ndarray | None = None,
+        **kwargs: object,
+    ) -> None:
+        """``vector_columns``: the feature space's vector columns and lengths (fed as ``vectors`` + ``vector_mask``);
+        ``token_vectors``: a pretrained initial token table, (vocab_size + 2, text_dim)."""
         super().__init__(**kwargs)
         self.spec = spec
         self.id_embedding = tf_keras.layers.Embedding(n_items + 1, spec.embedding_dim, name="item_id")
         self.category_embedding = tf_keras.layers.Embedding(n_categories + 1, 16, name="item_category")
-        self.token_embedding = tf_keras.layers.Embedding(vocab_size + 2, spec.text_dim, name="item_tokens")
+        init: str | tf_keras.initializers.Initializer = "uniform"
+        if token_vectors is not None:
+            expected = (vocab_size + 2, spec.text_dim)
+            if token_vectors.shape != expected:
+                raise ValueError(f"pretrained token table has shape {token_vectors.shape}, expected {expected}")
+            init = tf_keras.initializers.Constant(token_vectors)
+        self.token_embedding = tf_keras.layers.Embedding(
+            vocab_size + 2, spec.text_dim, embeddings_initializer=init, name="item_tokens"
+        )
+        self.vector_columns = dict(vector_columns or {}) if spec.use_vectors else {}
+        self.vector_projection = (
+            tf_keras.layers.Dense(spec.embedding_dim, name="item_vectors") if self.vector_columns else None
+        )
         self.hidden = _mlp(spec.tower_layers, "item_hidden")
         self.project = tf_keras.layers.Dense(spec.embedding_dim, name="item_out")
 
@@ -63,6 +111,9 @@ class ItemTower(tf_keras.Model):
         if self.spec.use_text:
             tokens = tf.cast(features["tokens"], tf.int32)
             parts.append(masked_mean(self.token_embedding(tokens), tokens > 0))
+        if self.vector_projection is not None:
+            parts.append(self.vector_projection(tf.cast(features["vectors"], tf.float32)))
+            parts.append(tf.cast(features["vector_mask"], tf.float32))
         x = self.hidden(tf.concat(parts, axis=-1))
         return tf.math.l2_normalize(self.project(x), axis=-1)
 

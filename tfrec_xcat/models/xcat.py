@@ -36,8 +36,23 @@ class XcatModel(tfrs.Model):
         self.spec = spec
         self.with_ratings = with_ratings
         n_cat = len(space.categories)
-        self.item_features = ItemFeatures(space.item_category, space.item_tokens, name="item_features")
-        self.item_tower = ItemTower(space.n_items, n_cat, len(space.vocabulary), spec, name="item_tower")
+        vectors = spec.use_vectors and space.item_vectors is not None
+        self.item_features = ItemFeatures(
+            space.item_category,
+            space.item_tokens,
+            space.item_vectors if vectors else None,
+            space.item_vector_mask if vectors else None,
+            name="item_features",
+        )
+        self.item_tower = ItemTower(
+            space.n_items,
+            n_cat,
+            len(space.vocabulary),
+            spec,
+            vector_columns=space.vector_columns if vectors else None,
+            token_vectors=space.token_vectors,
+            name="item_tower",
+        )
         self.user_tower = UserTower(self.item_tower, self.item_features, space.n_users, n_cat, spec, name="user_tower")
         self.history_table = tf.constant(space.history, dtype=tf.int32)
         self.source_items = tf.constant(space.items_of(space.source), dtype=tf.int32)

@@ -167,7 +167,8 @@ def set_trainable(model: XcatModel, mode: str) -> None:
         tower.trainable = False
     elif mode == "partial":
         top = {id(layer) for layer in tower.top_layers()}
-        for layer in [tower.id_embedding, tower.category_embedding, tower.token_embedding, *tower.hidden.layers]:
+        inputs = [tower.id_embedding, tower.category_embedding, tower.token_embedding, tower.vector_projection]
+        for layer in [*(x for x in inputs if x is not None), *tower.hidden.layers]:
             layer.trainable = id(layer) in top
         tower.project.trainable = True
 
@@ -199,6 +200,7 @@ def train(
             "examples": len(train_frame),
             "users": space.n_users,
             "items": space.n_items,
+            "vector_columns": space.vector_columns,
         },
         sort_keys=True,
     )

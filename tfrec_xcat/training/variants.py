@@ -119,9 +119,9 @@ class TransferNoGrl(NeuralModel):
 
 
 class TransferIdOnly(NeuralModel):
-    """Ablation: no text features (id + category only)."""
+    """Ablation: no content features (id + category only: no text, no precomputed vectors)."""
 
-    model_overrides: ClassVar[dict[str, Any]] = {"use_text": False}
+    model_overrides: ClassVar[dict[str, Any]] = {"use_text": False, "use_vectors": False}
     training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}
 
 
