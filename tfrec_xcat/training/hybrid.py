@@ -193,6 +193,9 @@ class Signals:
 
     def _lists(self, rows: np.ndarray, n: int) -> Lists:
         deep, wide = self.scores(rows)
+        others = {name: self.memorised(model, rows) for name, model in self.others.items()}
+        for other in others.values():
+            other[~np.isfinite(deep)] = -np.inf
         both = np.concatenate([top_n(deep, n), top_n(wide, n)], axis=1)
         both.sort(axis=1)
         mask = np.ones(both.shape, dtype=bool)
@@ -217,9 +220,7 @@ class Signals:
             np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
             np.log1p(max_per_history(source, self.counts, both)),
         ]
-        for model in self.others.values():
-            other = self.memorised(model, rows)
-            other[~np.isfinite(deep)] = -np.inf
+        for other in others.values():
             columns.append(relative(np.where(np.isfinite(other), other, 0.0))[idx, both])
             columns.append(np.log1p(ranks(other)[idx, both]) / log_items)
         feats = np.stack(columns, axis=-1).astype(np.float32)
