@@ -208,7 +208,8 @@ def prepare_tfds(config: Config, *, seed: int = 0, cache: str | Path | None = No
         cache: the cache directory (default ``$TFREC_XCAT_CACHE``).
 
     Returns:
-        ``{"interactions": builder, "items": builder}``.
+        ``{"interactions": builder, "items": builder}``; ``builder.data_dir_root`` (the same for both) is the
+        ``data_dir`` that ``tfds.builder("xcat_shop/interactions", data_dir=...)`` loads them by name from.
     """
     from tfrec_xcat.data.tfds_builder import prepare
 

@@ -47,7 +47,11 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     builders = prepare_tfds(config_from_args(args), seed=args.seed, cache=args.cache)
     for table, builder in builders.items():
         splits = ", ".join(f"{name} {info.num_examples:,}" for name, info in builder.info.splits.items())
-        print(f"{table}: {builder.data_dir} ({splits})")
+        print(f"xcat_shop/{table}: {splits}")
+    # the ROOT data_dir of both tables: tfds.builder(name, data_dir=...) needs it (not the versioned folder below)
+    root = builders["interactions"].data_dir_root
+    print(f"data_dir: {root}")
+    print(f'by name: import tfrec_xcat.data.tfds_builder; tfds.builder("xcat_shop/interactions", data_dir="{root}")')
     return 0
 
 
