@@ -178,3 +178,34 @@ def test_changed_settings_do_not_reuse_stale_work(setup, tmp_path: Path) -> None
     assert (tmp_path / "stages" / "target" / "done.json").is_file()
     again = _small_train(space, split.train, tmp_path, epochs=1, learning_rate=0.01)
     assert again.stages["target"]["epochs_run"] == 1  # trained, not restored
+
+
+def test_emcdr_mapping_honours_the_training_section(small_shop_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EMCDR's mapping stage trains with the [training] optimizer, learning rate and batch size (it hard-coded
+    Adam(0.001) and batches of 256)."""
+    from tfrec_xcat.config import load_config
+    from tfrec_xcat.pipeline import prepare_seed
+    from tfrec_xcat.training.emcdr import Emcdr
+
+    config = load_config(
+        None,
+        {
+            "data": {"path": str(small_shop_dir), "source": "Food", "target": "Kitchen"},
+            "model": {"embedding_dim": 8},
+            "training": {"optimizer": "sgd", "learning_rate": 0.0123, "batch_size": 48},
+        },
+    )
+    seen: list[tuple[str, float, int]] = []
+
+    class Stop(Exception):
+        pass
+
+    def mapping_fit(self: tf_keras.Sequential, *args: object, **kwargs: object) -> None:
+        seen.append((type(self.optimizer).__name__, float(self.optimizer.learning_rate.numpy()), kwargs["batch_size"]))
+        raise Stop  # the first fit of the mapping says all there is to see
+
+    monkeypatch.setattr(tf_keras.Sequential, "fit", mapping_fit)
+    with pytest.raises(Stop):
+        Emcdr(epochs=1).fit(prepare_seed(config, 0))
+    ((optimizer, learning_rate, batch_size),) = seen
+    assert optimizer == "SGD" and learning_rate == pytest.approx(0.0123) and batch_size == 48

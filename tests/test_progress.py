@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tf_keras
 
 from tfrec_xcat.training.progress import StageProgress
@@ -48,6 +49,37 @@ def test_stage_progress_prints_a_line_per_epoch_in_a_real_fit() -> None:
         assert line.startswith(f"[target] epoch {i}/3: loss ") and " examples/s, " in line
     assert "cold-start val NDCG@10 0.3000 (best 0.3000)" in progress.lines[1]
     assert "cold-start val NDCG@10 0.2000 (best 0.3000)" in progress.lines[2]
+
+
+def test_tensorboard_has_no_per_batch_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NanGuard's batch hook made tf-keras call TensorBoard's on_train_batch_end too, which ran a summary op per log
+    entry each batch (recorded nowhere with update_freq="epoch") and Keras warned the hook was slow compared to the
+    batch time. EpochTensorBoard hands it no logs; the per-epoch summaries are still written."""
+    import tensorflow as tf
+
+    from tfrec_xcat.training.trainer import EpochTensorBoard, NanGuard
+
+    handed: list[dict | None] = []
+    real = tf_keras.callbacks.TensorBoard.on_train_batch_end
+
+    def spy(self: tf_keras.callbacks.TensorBoard, batch: int, logs: dict | None = None) -> None:
+        handed.append(logs)
+        real(self, batch, logs)
+
+    monkeypatch.setattr(tf_keras.callbacks.TensorBoard, "on_train_batch_end", spy)
+    model = tf_keras.Sequential([tf_keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    board = EpochTensorBoard(str(tmp_path), write_graph=False)
+    model.fit(x, x[:, :1], batch_size=16, epochs=2, verbose=0, callbacks=[NanGuard(), board])
+    assert len(handed) == 8 and all(logs is None for logs in handed)
+    tags = {
+        value.tag
+        for path in (tmp_path / "train").glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
+    assert "epoch_loss" in tags and not any(tag.startswith("batch_") for tag in tags)
 
 
 def test_stage_progress_without_validation_or_throughput() -> None:

@@ -228,3 +228,32 @@ def test_scann_with_a_sparse_addition_keeps_every_boosted_item() -> None:
     assert (cols[1:, 0] == boosted[1:]).all()
     exact = queries @ vectors.T + add.toarray()
     np.testing.assert_allclose(scores[1:, 0], exact[np.arange(1, 20), boosted[1:]], rtol=1e-5)
+
+
+def test_cli_score_is_api_score(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tfrec-xcat score`` parses its flags and calls :func:`tfrec_xcat.api.score`, which does the work."""
+    from tests.conftest import small_config_toml
+    from tfrec_xcat import api, cli
+
+    calls: list[dict] = []
+    real = api.score
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "score", spy)
+    config = tmp_path / "small.toml"
+    config.write_text(small_config_toml())
+    data = load_data(load_config(config))
+    users = tmp_path / "users.txt"
+    users.write_text("\n".join([*np.sort(data.interactions.user_id.unique())[:20], "ghost"]) + "\n")
+    model = str(exported / "xcat_retrieval")
+    args = ["score", "--config", str(config), "--model", model, "--users", str(users), "--k", "5", "--quiet"]
+    assert cli.main([*args, "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert len(calls) == 1 and calls[0]["k"] == 5 and calls[0]["users"] == str(users)
+    assert "scored 21 users" in out and "1 user(s) not in the data" in err and "ghost" in err
+    assert (tmp_path / "out" / "_SUCCESS").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import tensorflow_datasets as tfds
 
 from tfrec_xcat.data.load import load_shop
@@ -73,3 +74,23 @@ def test_new_items_never_reach_the_train_shards(small_shop_dir: Path, tmp_path: 
     batch = next(iter(inter.as_dataset(split="train", batch_size=100_000)))
     trained = {i.decode() for i in batch["item_id"].numpy()}
     assert not trained & set(split.new_items)
+
+
+def test_data_prepare_prints_the_data_dir_tfds_loads_by_name(
+    small_shop_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The printed data_dir is the ROOT tfds.builder needs (on the versioned folder it loads with empty splits)."""
+    from tfrec_xcat.cli import main
+
+    tfds.disable_progress_bar()
+    args = ["data", "prepare", "--data", str(small_shop_dir), "--source", "Food", "--target", "Kitchen"]
+    assert main([*args, "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    (printed,) = [line.removeprefix("data_dir: ") for line in out.splitlines() if line.startswith("data_dir: ")]
+    split = make_split(load_shop(small_shop_dir), "Food", "Kitchen", seed=0)
+    inter = tfds.builder("xcat_shop/interactions", data_dir=printed)
+    assert inter.info.splits["train"].num_examples == len(split.train) > 0
+    for segment, frame in split.heldout.items():
+        assert inter.info.splits[segment].num_examples == len(frame)
+    assert tfds.builder("xcat_shop/items", data_dir=printed).info.splits["catalog"].num_examples == 200
+    assert f'data_dir="{printed}"' in out and "xcat_shop/interactions: train " in out

@@ -1,15 +1,19 @@
-"""The public Python API: what every ``tfrec-xcat`` command does, as functions of one :class:`Config`.
+"""The public Python API: what the ``tfrec-xcat`` commands do, as functions of one :class:`Config` (or of the
+folders they work on). Every command calls one of these, except ``serve`` and ``recommend``, which are the
+serving package (:func:`tfrec_xcat.serving.server.serve`, :class:`tfrec_xcat.serving.client.RestClient`).
 
 Example::
 
-    from tfrec_xcat.api import run, train, export
+    from tfrec_xcat import api
     from tfrec_xcat.config import load_config
 
     config = load_config("my.toml")           # or load_config(None) for the synthetic shop
-    metrics = run(config, "runs/demo", models=["cooccurrence", "transfer"])
-    train(config, "runs/demo-train")
-    export("runs/demo-train", "saved_models")
-    reindex("saved_models", "new_items.csv")  # new items in the served catalogue, without retraining
+    metrics = api.run(config, "runs/demo", models=["cooccurrence", "transfer"])
+    summary = api.tune(config, "runs/demo-tune")  # KerasTuner search of [tune]; best.toml in runs/demo-tune
+    api.train(config, "runs/demo-train")
+    api.export("runs/demo-train", "saved_models")
+    api.reindex("saved_models", "new_items.csv", remove="discontinued.csv")  # catalogue refresh, no retraining
+    manifest = api.score(config, "saved_models/xcat_retrieval", "runs/scores", k=100)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "run",
     "score",
     "split_data",
+    "synth",
     "train",
     "tune",
 ]
@@ -168,8 +173,9 @@ def score(
         The manifest written to ``out/_SUCCESS``, plus ``unknown_users`` (how many ids were not in the data and
         took the cold-start/popularity path) and ``unknown_sample`` (the first few).
     """
-    from tfrec_xcat.scoring.batch import load_retrieval, read_users, score_users
+    from tfrec_xcat.scoring.batch import check_settings, load_retrieval, read_users, score_users
 
+    check_settings(k, block)  # before the data is read: a bad k or block is one line at once
     data = load_data(config)
     ids, unknown = read_users(users, data)
     retrieval = load_retrieval(model, version)
@@ -177,6 +183,21 @@ def score(
     manifest["unknown_users"] = len(unknown)
     manifest["unknown_sample"] = unknown[:5]
     return manifest
+
+
+def synth(config: Config, out: str | Path) -> Path:
+    """Write the synthetic shop of ``[synthetic]`` in the neutral layout (``tfrec-xcat data synth``).
+
+    Args:
+        config: the generator's settings (``[synthetic]``: users, items per category, seed, scale).
+        out: the output directory (``interactions.csv.gz``, ``items.csv``).
+
+    Returns:
+        The directory written.
+    """
+    from tfrec_xcat.data.synthetic import write_synthetic
+
+    return write_synthetic(out, config.synthetic)
 
 
 def inspect_data(config: Config, *, seed: int = 0, with_split: bool = True) -> dict[str, Any]:
@@ -208,7 +229,8 @@ def prepare_tfds(config: Config, *, seed: int = 0, cache: str | Path | None = No
         cache: the cache directory (default ``$TFREC_XCAT_CACHE``).
 
     Returns:
-        ``{"interactions": builder, "items": builder}``.
+        ``{"interactions": builder, "items": builder}``; ``builder.data_dir_root`` (the same for both) is the
+        ``data_dir`` that ``tfds.builder("xcat_shop/interactions", data_dir=...)`` loads them by name from.
     """
     from tfrec_xcat.data.tfds_builder import prepare
 

@@ -1,5 +1,6 @@
-"""The ``tfrec-xcat`` command line: the only place that parses flags. Every command builds one :class:`Config`
-(or takes its paths) and calls :mod:`tfrec_xcat.api`; serving commands call the serving package.
+"""The ``tfrec-xcat`` command line: the only place that parses its flags. Every command builds one :class:`Config`
+(or takes its paths) and calls one function of :mod:`tfrec_xcat.api`, except ``serve`` and ``recommend``, which
+call the serving package (the server, and its REST client).
 
 Problems the user can fix (bad data, bad config, missing files) end in one line on stderr and exit code 2.
 """
@@ -32,11 +33,11 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
+    from tfrec_xcat.api import synth
     from tfrec_xcat.config import load_config
-    from tfrec_xcat.data.synthetic import write_synthetic
 
     config = load_config(args.config, {"synthetic": {"seed": args.seed, "scale": args.scale}})
-    path = write_synthetic(args.out, config.synthetic)
+    path = synth(config, args.out)
     print(f"wrote the synthetic shop ({config.synthetic.users:,} users) to {path}")
     return 0
 
@@ -47,7 +48,11 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     builders = prepare_tfds(config_from_args(args), seed=args.seed, cache=args.cache)
     for table, builder in builders.items():
         splits = ", ".join(f"{name} {info.num_examples:,}" for name, info in builder.info.splits.items())
-        print(f"{table}: {builder.data_dir} ({splits})")
+        print(f"xcat_shop/{table}: {splits}")
+    # the ROOT data_dir of both tables: tfds.builder(name, data_dir=...) needs it (not the versioned folder below)
+    root = builders["interactions"].data_dir_root
+    print(f"data_dir: {root}")
+    print(f'by name: import tfrec_xcat.data.tfds_builder; tfds.builder("xcat_shop/interactions", data_dir="{root}")')
     return 0
 
 
@@ -239,23 +244,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from tfrec_xcat.api import load_data
-    from tfrec_xcat.scoring.batch import check_settings, load_retrieval, read_users, score_users
+    from tfrec_xcat.api import score
 
-    check_settings(args.k, args.block)
-    data = load_data(config_from_args(args))
-    users, unknown = read_users(args.users, data)
+    manifest = score(
+        config_from_args(args),
+        args.model,
+        args.out,
+        users=args.users,
+        k=args.k,
+        version=args.version,
+        block=args.block,
+        index=args.index,
+        progress=not args.quiet,
+    )
+    unknown, sample = manifest["unknown_users"], manifest["unknown_sample"]
     if unknown:
         print(
-            f"{len(unknown):,} user(s) not in the data, scored by the cold-start/popularity path: "
-            f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}",
+            f"{unknown:,} user(s) not in the data, scored by the cold-start/popularity path: "
+            f"{', '.join(sample)}{' ...' if unknown > len(sample) else ''}",
             file=sys.stderr,
         )
-    retrieval = load_retrieval(args.model, args.version)
-    manifest = score_users(
-        retrieval, data, users, args.out, k=args.k, block=args.block, progress=not args.quiet, index=args.index
-    )
-    manifest["unknown_users"] = len(unknown)
     print(
         f"scored {manifest['users']:,} users ({manifest['rows']:,} rows in {manifest['shards']} shards) into {args.out}"
     )

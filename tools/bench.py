@@ -99,18 +99,15 @@ def child_train_reference(config_path: Path, out: Path) -> dict[str, Any]:
     import tensorflow_recommenders as tfrs
     import tf_keras
 
-    from tfrec_xcat.api import load_data, split_data
+    from tfrec_xcat.api import load_data
     from tfrec_xcat.config import load_config
-    from tfrec_xcat.evaluation.evaluate import cold_start_validator
-    from tfrec_xcat.features.matrices import SplitMatrices
+    from tfrec_xcat.pipeline import prepare_seed
     from tfrec_xcat.training.trainer import Throughput
 
     config = load_config(config_path)
     tf.keras.utils.set_random_seed(0)
-    data = load_data(config, log_problems=False)
-    split = split_data(config, data, config.run.seeds[0])
-    m = SplitMatrices.from_split(data, split)
-    train = split.train
+    prepared = prepare_seed(config, config.run.seeds[0], load_data(config, log_problems=False))
+    data, m, train = prepared.data, prepared.m, prepared.split.train
     dim, batch = config.model.embedding_dim, config.training.batch_size
     epochs = config.training.source_epochs + config.training.epochs
     user_ids = np.unique(train["user_id"].to_numpy().astype(str))
@@ -161,7 +158,7 @@ def child_train_reference(config_path: Path, out: Path) -> dict[str, Any]:
         "examples_per_second": float(np.median(throughput.rates)),
         "epochs": epochs,
         "examples_per_epoch": {"all": len(train)},
-        "val_ndcg@10": float(cold_start_validator(m)(scorer)),
+        "val_ndcg@10": float(prepared.validate(scorer)),
         "train_seconds": train_seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

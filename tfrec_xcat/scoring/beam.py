@@ -1,29 +1,25 @@
 """Batch scoring as an Apache Beam pipeline (``pip install 'tfrec-xcat[beam]'``): the shards of
-``tfrec-xcat score``, for when one machine is not enough.
+``tfrec-xcat score``, for when one machine is not enough. Its command line is the launcher
+``pipelines/batch_scoring.py`` (docs/scale.md); this module holds the pipeline, :func:`run_pipeline`.
 
-    python pipelines/batch_scoring.py --model saved_models/xcat_retrieval --data DIR --users all --k 100 \\
-        --out OUT [--config CONFIG.toml] [--runner DirectRunner|DataflowRunner|FlinkRunner|SparkRunner ...]
+The driver reads the data with the same :class:`~tfrec_xcat.config.Config` as ``tfrec-xcat score`` and batches
+the users into that command's shards; each shard is one element. Workers load the SavedModel once
+(``DoFn.setup``), score a shard with the very code of the local command, and write it whole then rename it into
+place, so the output is identical to ``score``'s and a re-run skips finished shards.
 
-The driver reads the data with the same :class:`~tfrec_xcat.config.Config` (``--config`` and the data flags)
-as ``tfrec-xcat score`` and batches the users into that command's shards; each shard is one element. Workers
-load the SavedModel once (``DoFn.setup``), score a shard with the very code of the local command, and write it
-whole then rename it into place, so the output is identical to ``score``'s and a re-run skips finished shards.
-
-Paths: ``--out`` (and ``--model``) may be URLs (``gs://bucket/x``): the output goes through Beam's
-``FileSystems`` and the model through TensorFlow's file systems; they are never turned into ``pathlib`` paths
-(which would make ``gs://b/x`` into ``gs:/b/x``). A local ``--out`` is written with fsync before each rename.
-This module lives in the package so that workers can import it once the package is installed on them
-(``--setup_file ./pyproject.toml``, see docs/scale.md). Any flag not listed here is a Beam pipeline option.
+Paths: ``out`` (and ``model``) may be URLs (``gs://bucket/x``): the output goes through Beam's ``FileSystems`` and
+the model through TensorFlow's file systems; they are never turned into ``pathlib`` paths (which would make
+``gs://b/x`` into ``gs:/b/x``). A local ``out`` is written with fsync before each rename. This module lives in
+the package so that workers can import it once the package is installed on them (``--setup_file
+./pyproject.toml``, see docs/scale.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
 import logging
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,6 +33,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from tfrec_xcat.config import Config
 from tfrec_xcat.errors import XcatError
 from tfrec_xcat.scoring.batch import (
     check_settings,
@@ -56,7 +53,6 @@ from tfrec_xcat.scoring.index import build_index
 
 log = logging.getLogger(__name__)
 
-PROG = "batch_scoring"
 Element = tuple[int, list[str], list[list[str]], list[list[str]]]
 
 
@@ -174,49 +170,48 @@ def shards(data: Any, users: np.ndarray, block: int) -> list[Element]:
     return out
 
 
-# ------------------------------------------------------------------------------------------ the driver
-def build_parser() -> argparse.ArgumentParser:
-    from tfrec_xcat.options import add_data_options
+# ------------------------------------------------------------------------------------------ the pipeline
+def run_pipeline(
+    config: Config,
+    model: str | Path,
+    out: str | Path,
+    *,
+    users: str = "all",
+    k: int = 100,
+    version: int | None = None,
+    block: int = 4096,
+    index: str = "brute",
+    pipeline_args: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Score ``users`` of the configured data into ``out`` with a Beam pipeline, to completion (the shards of
+    :func:`tfrec_xcat.api.score`; the same arguments, plus ``pipeline_args``: Beam pipeline options such as
+    ``--runner DataflowRunner``).
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    add_data_options(parser)
-    parser.add_argument("--model", required=True, help="exported xcat_retrieval folder (local or URL)")
-    parser.add_argument("--version", type=int, help="model version (default: the highest)")
-    parser.add_argument("--users", default="all", help="'all' or a local file with one user id per line")
-    parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--block", type=int, default=4096, help="users per shard")
-    parser.add_argument("--index", choices=["brute", "scann"], default="brute")
-    parser.add_argument("--out", required=True, help="output folder (local or URL such as gs://bucket/scores)")
-    return parser
+    Returns:
+        The manifest also written to ``OUT/_SUCCESS`` (``unknown_users``: ids not in the data, scored by the
+        cold-start/popularity path).
+    """
+    from tfrec_xcat.pipeline import load_data
 
-
-def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the pipeline to completion; returns the manifest also written to ``OUT/_SUCCESS``."""
-    from tfrec_xcat.api import load_data
-    from tfrec_xcat.options import config_from_args
-
-    args, beam_args = build_parser().parse_known_args(argv)
-    check_settings(args.k, args.block)
-    out = str(args.out)
-    data = load_data(config_from_args(args))
-    users, unknown = read_users(args.users, data)
-    if unknown:
-        print(f"{len(unknown):,} user(s) not in the data, scored by the cold-start/popularity path", file=sys.stderr)
-    retrieval = load_retrieval(args.model, args.version)  # fails early, and fixes the version for every worker
-    key = plan_key(users, args.k, args.block, retrieval, args.index)
-    claim(out, key, {"users": len(users), "k": args.k, "block": args.block, "index": args.index})
-    elements = shards(data, users, args.block)
-    model = str(args.model) if is_url(args.model) else str(Path(args.model).resolve())
-    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
+    check_settings(k, block)  # before the data is read
+    out = str(out)
+    data = load_data(config)
+    ids, unknown = read_users(users, data)
+    retrieval = load_retrieval(model, version)  # fails early, and fixes the version for every worker
+    key = plan_key(ids, k, block, retrieval, index)
+    claim(out, key, {"users": len(ids), "k": k, "block": block, "index": index})
+    elements = shards(data, ids, block)
+    location = str(model) if is_url(model) else str(Path(model).resolve())
+    with beam.Pipeline(options=PipelineOptions(list(pipeline_args))) as pipeline:
         (
             pipeline
             | "Shards" >> beam.Create(elements)
             | "Reshuffle" >> beam.Reshuffle()  # spread shards over workers
-            | "Score" >> beam.ParDo(ScoreShard(model, retrieval.version, args.k, out, args.index))
+            | "Score" >> beam.ParDo(ScoreShard(location, retrieval.version, k, out, index))
         )
     manifest = {
-        "users": len(users),
-        "k": args.k,
+        "users": len(ids),
+        "k": k,
         "shards": len(elements),
         "unknown_users": len(unknown),
         "model": str(retrieval.path),
@@ -224,15 +219,3 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     save_file(out, "_SUCCESS", json.dumps(manifest, indent=2))
     return manifest
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: a problem the user can fix is one line on stderr and exit code 2."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from tfrec_xcat.options import one_line_errors
-
-    def command() -> int:
-        run(argv)
-        return 0
-
-    return one_line_errors(PROG, command)

@@ -3,6 +3,8 @@
 1. Per-category embeddings: an ID-only two-tower (``tfrs.tasks.Retrieval``, in-batch softmax) trained separately
    on the source and on the target training interactions.
 2. A mapping MLP from a user's source vector to their target vector, fitted (MSE) on overlap training users.
+Both stages train with the ``[training]`` optimizer, learning rate and batch size (``[model]``: dimension and
+temperature).
 3. A cold-start user's target query is the mapped source vector; scores are its dot products with target items.
 The mapping's training length is chosen on cold-start validation users.
 """
@@ -97,11 +99,11 @@ class Emcdr(Recommender):
         self.mapping = tf_keras.Sequential(
             [tf_keras.layers.Dense(2 * dim, activation="tanh"), tf_keras.layers.Dense(dim)], name="emcdr_mapping"
         )
-        self.mapping.compile(optimizer=tf_keras.optimizers.Adam(0.001), loss="mse")
+        self.mapping.compile(optimizer=make_optimizer(train_spec), loss="mse")  # [training] optimizer, learning rate
         x, y = self.user_source[both], user_target[both]
         best, best_weights, stale = -np.inf, None, 0
         for _ in range(30):  # up to 300 epochs, validated every 10
-            self.mapping.fit(x, y, epochs=10, batch_size=256, verbose=0)
+            self.mapping.fit(x, y, epochs=10, batch_size=train_spec.batch_size, verbose=0)
             value = prepared.validate(self.score)
             self.history.append(value)
             if value > best:

@@ -120,6 +120,16 @@ class Throughput(tf_keras.callbacks.Callback):
             logs["examples_per_second"] = rate
 
 
+class EpochTensorBoard(tf_keras.callbacks.TensorBoard):
+    """TensorBoard's per-epoch logs without its per-batch work. Once any callback has a batch hook (:class:`NanGuard`
+    does), tf-keras calls every callback's, and TensorBoard's ``on_train_batch_end`` then runs a summary op per log
+    entry each batch even with ``update_freq="epoch"``, where no writer is set to record them: milliseconds a batch
+    for nothing, and Keras warned "Callback method `on_train_batch_end` is slow compared to the batch time"."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        super().on_train_batch_end(batch, None if self.update_freq == "epoch" else logs)
+
+
 class ValidationStopping(tf_keras.callbacks.Callback):
     """Early stopping on a validation callable (higher is better); restores the best weights at the end."""
 
@@ -270,7 +280,7 @@ def train(
         stopper = ValidationStopping(validate, spec.patience) if watch else None
         if stopper is not None:
             stage_callbacks.append(stopper)
-        stage_callbacks.append(tf_keras.callbacks.TensorBoard(str(workdir / "tensorboard" / name), write_graph=False))
+        stage_callbacks.append(EpochTensorBoard(str(workdir / "tensorboard" / name), write_graph=False))
         if progress:  # last: reads what Throughput and ValidationStopping put into the epoch logs
             stage_callbacks.append(StageProgress(name, epochs))
         nan_guard = NanGuard()  # first, so no later callback (checkpoint, early stopping) sees the NaN epoch
