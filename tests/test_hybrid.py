@@ -122,19 +122,20 @@ def test_ranker_never_sees_validation_or_test_users(ctx: PreparedSeed, monkeypat
     """Every list the ranking stage is TRAINED on belongs to a pseudo cold-start (training) user."""
     from tfrec_xcat.training import hybrid
 
-    trained_rows: list[np.ndarray] = []
+    rows_of: dict[int, np.ndarray] = {}  # the users of every list built, by its columns (restrictions share them)
     real_lists = hybrid.Signals.lists
 
     def spy(self: hybrid.Signals, rows: np.ndarray, n: int) -> hybrid.Lists:
-        trained_rows.append(np.asarray(rows))
-        return real_lists(self, rows, n)
+        out = real_lists(self, rows, n)
+        rows_of[id(out.columns)] = np.asarray(rows)
+        return out
 
     real_train = hybrid.Transfer._train_ranker
     labelled: list[np.ndarray] = []
 
-    def spy_train(self, spec, lists, labels, n, fit_ctx, features):  # type: ignore[no-untyped-def]
-        labelled.append(trained_rows[-1])
-        return real_train(self, spec, lists, labels, n, fit_ctx, features)
+    def spy_train(self, spec, lists, *args):  # type: ignore[no-untyped-def]
+        labelled.append(rows_of[id(lists.columns)])
+        return real_train(self, spec, lists, *args)
 
     monkeypatch.setattr(hybrid.Signals, "lists", spy)
     monkeypatch.setattr(hybrid.Transfer, "_train_ranker", spy_train)

@@ -127,6 +127,12 @@ class Lists:
     features: np.ndarray  # (U, L, F) float32
     mask: np.ndarray  # (U, L) bool: a real, distinct candidate
     fallback: np.ndarray  # (U, T) first-stage fused scores, for items outside the lists
+    first_rank: np.ndarray  # (U, L) a candidate's best 0-based rank in the deep and the wide list
+
+    def within(self, n: int) -> Lists:
+        """The lists a first stage of ``n`` per list proposes: the candidates ranked below ``n`` in either list
+        (the top ``n`` of each list are among the top ``m`` of it for any ``m >= n``)."""
+        return dataclasses.replace(self, mask=self.mask & (self.first_rank < n))
 
 
 def relative(scores: np.ndarray) -> np.ndarray:
@@ -223,16 +229,17 @@ class Signals:
         wide_f = np.where(np.isfinite(wide), wide, 0.0)
         deep_f = np.where(np.isfinite(deep), deep, -1.0)
         log_items = np.log(max(deep.shape[1], 2))
+        deep_rank, wide_rank = ranks_of(deep_order)[idx, both], ranks_of(wide_order)[idx, both]
         d, w = deep_f[idx, both], wide_f[idx, both]
         source = self.wide.source[rows]
         support = np.asarray((source @ self.support_matrix).todense())[idx, both]
         columns = [
             d,
             d - deep_f.max(axis=1, keepdims=True),
-            np.log1p(ranks_of(deep_order)[idx, both]) / log_items,
+            np.log1p(deep_rank) / log_items,
             relative(wide_f)[idx, both],
             np.log1p(np.maximum(w, 0.0)),
-            np.log1p(ranks_of(wide_order)[idx, both]) / log_items,
+            np.log1p(wide_rank) / log_items,
             np.log1p(support),
             self.log_pop[both],
             np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
@@ -242,7 +249,8 @@ class Signals:
             columns.append(relative(np.where(np.isfinite(other), other, 0.0))[idx, both])
             columns.append(np.log1p(ranks(other)[idx, both]) / log_items)
         feats = np.stack(columns, axis=-1).astype(np.float32)
-        return Lists(both, feats, mask, self.fused(deep, wide, self.fusion_weight).astype(np.float32))
+        fallback = self.fused(deep, wide, self.fusion_weight).astype(np.float32)
+        return Lists(both, feats, mask, fallback, np.minimum(deep_rank, wide_rank))
 
 
 def popularity_of(m: SplitMatrices) -> np.ndarray:
@@ -357,10 +365,17 @@ class Transfer(Recommender):
         if "ranker" in spec.stages and reduced.m.truth[PSEUDO_COLD].nnz:
             truth = reduced.m.truth[PSEUDO_COLD]
             ranker_choices = {}
+            # the lists of the largest N once; a smaller N keeps the candidates its first stage proposes
+            longest = max(spec.candidates)
+            train_all = train_signals.lists(pseudo_rows, longest)
+            val_all = self._validation_lists(prepared, longest)
             for n in spec.candidates:
-                train_lists = train_signals.lists(pseudo_rows, n)
+                train_lists = train_all.within(n)
                 labels = labels_of(train_lists, truth[pseudo_rows])
-                ranker, value, epochs = self._train_ranker(spec, train_lists, labels, n, prepared, signals.features)
+                validate = self._list_validator(prepared, n, val_all)
+                ranker, value, epochs = self._train_ranker(
+                    spec, train_lists, labels, prepared, signals.features, validate
+                )
                 if ranker is None:
                     continue
                 self.rankers[n] = ranker
@@ -382,16 +397,15 @@ class Transfer(Recommender):
         spec: RankerSpec,
         lists: Lists,
         labels: np.ndarray,
-        n: int,
         prepared: PreparedSeed,
         features: tuple[str, ...],
+        validate: Callable[[Any], float],
     ) -> tuple[Any, float, list[int]]:
         from tfrec_xcat.models.ranker import ListwiseRanker, RankerEnsemble, fit_listwise
 
         keep = labels.any(axis=1)  # lists without a held-out item carry no listwise signal
         if not keep.any():
             return None, -np.inf, []
-        validate = self._list_validator(prepared, n)
         members, epochs = [], []
         for member in range(spec.ensemble):
             seed = prepared.seed * 1000 + member
@@ -413,15 +427,23 @@ class Transfer(Recommender):
         value = validate(ensemble)
         return ensemble, value, epochs
 
-    def _list_validator(self, prepared: PreparedSeed, n: int) -> Callable[[Any], float]:
-        """The selection metric of a ranker on cold-start validation users (:meth:`PreparedSeed.validate` of
-        :meth:`_ranked_scores`), computed on the validation users' candidate lists alone (built once) when every
-        list is long enough for that to be exact (:func:`~tfrec_xcat.evaluation.metrics.list_ndcg`)."""
+    def _validation_lists(self, prepared: PreparedSeed, n: int) -> tuple[np.ndarray, Lists]:
+        """The cold-start validation users with ground truth (as the evaluator takes them) and their lists."""
         m = prepared.m
         rows = m.segment_users["cold_start_val"]
+        rows = rows[np.asarray(m.truth["cold_start_val"][rows].getnnz(axis=1)) > 0]
+        return rows, self.signals.lists(rows, n)
+
+    def _list_validator(
+        self, prepared: PreparedSeed, n: int, validation: tuple[np.ndarray, Lists]
+    ) -> Callable[[Any], float]:
+        """The selection metric of a ranker over ``n`` candidates per list on cold-start validation users
+        (:meth:`PreparedSeed.validate` of :meth:`_ranked_scores`), from the validation users' lists of
+        :meth:`_validation_lists` (of ``n`` or more), computed on the lists alone when every list is long enough
+        for that to be exact (:func:`~tfrec_xcat.evaluation.metrics.list_ndcg`)."""
+        m = prepared.m
         truth = m.truth["cold_start_val"]
-        rows = rows[np.asarray(truth[rows].getnnz(axis=1)) > 0]
-        lists = self.signals.lists(rows, n)
+        rows, lists = validation[0], validation[1].within(n)
         exact = SELECTION_METRIC == "ndcg@10" and int(lists.mask.sum(axis=1).min(initial=10)) >= 10
         cache = {rows.tobytes(): lists}
 
