@@ -242,6 +242,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     manifest["unknown_users"] = len(unknown)
     print(
         f"scored {manifest['users']:,} users ({manifest['rows']:,} rows in {manifest['shards']} shards) into {args.out}"
+        f" with the {manifest['signature']} signature(s)"
     )
     if "index_quality" in manifest:
         quality = manifest["index_quality"]

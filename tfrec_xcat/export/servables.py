@@ -8,6 +8,11 @@ All take and return string ids, do their id lookups with stock hash tables, and 
   ``item_ids`` [B, K] string, ``scores`` [B, K] float32, ``popularity_fallback`` [B] bool. A known user with no
   request history is served from their stored training history; a user with neither a known id nor a usable
   history gets the target popularity list (and the flag). Items in the history are never recommended.
+  With the retrieve → rank stage of ``transfer`` (a run trained by ``tfrec-xcat train``), it also has the
+  ``recommend`` signature: the same inputs and outputs, scored by the shipped ``transfer`` (the two-tower, the
+  memorisation matrix W, and the final stage chosen on validation: deep, wide, fusion or the ranking stage;
+  :mod:`tfrec_xcat.export.recommend`). Its memorisation term reads every source item of the request history (or
+  of the stored one when the request has none).
 - ``RankingServable``: ``user_id``, ``history`` as above, ``candidates`` [B, C] string → ``scores`` [B, C]
   (ranking logits; -1e9 for unknown candidates), ``known`` [B, C] bool.
 - ``ItemTowerServable``: ``item_id`` [B], ``category`` [B], ``text`` [B] string → ``embedding`` [B, d]: embeds
@@ -20,8 +25,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from tfrec_xcat.export.recommend import RetrieveRankGraph
 from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.xcat import XcatModel
+from tfrec_xcat.training.shipped import RetrieveRank
 
 
 class _Untracked:
@@ -96,7 +103,7 @@ class _UserQuery(tf.Module):
 
 
 class RetrievalServable(_UserQuery):
-    def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
+    def __init__(self, model: XcatModel, space: FeatureSpace, retrieve_rank: RetrieveRank | None = None) -> None:
         super().__init__(model, space)
         target_items = space.items_of(space.target)
         self.target_vectors = tf.Variable(model.target_item_vectors(), trainable=False, name="target_vectors")
@@ -125,6 +132,13 @@ class RetrievalServable(_UserQuery):
             )
             self.n_items = space.n_items
             self.target_items = tf.constant(target_items, tf.int32)
+        self.retrieve_rank = None
+        if retrieve_rank is not None:
+            source_items = space.items_of(space.source)
+            source_column = np.full(space.n_items + 1, -1, dtype=np.int32)
+            source_column[source_items] = np.arange(len(source_items), dtype=np.int32)
+            self.source_column = tf.Variable(source_column, trainable=False, name="source_column")
+            self.retrieve_rank = RetrieveRankGraph(retrieve_rank, len(source_items), self.n_target)
 
     def wide_scores(self, history: tf.Tensor) -> tf.Tensor:
         """(B, n_target): alpha · log(1 + co-occurrence counts of each history's items), as the model scores."""
@@ -155,9 +169,7 @@ class RetrievalServable(_UserQuery):
     )
     def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         users, effective, usable, owned = self.resolve_all(user_id, history)
-        scores = tf.matmul(self.scored_query(users, effective), self.target_vectors, transpose_b=True)
-        if self.wide:
-            scores += self.wide_scores(effective) + self.prior()[None, :]
+        scores = self.model_scores(users, effective)
         fallback = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
         scores = tf.where(usable[:, None], scores, fallback)
         # never recommend what the user has
@@ -173,6 +185,47 @@ class RetrievalServable(_UserQuery):
         return {
             "item_ids": tf.gather(self.target_ids, top.indices),
             "scores": top.values,
+            "popularity_fallback": tf.logical_not(usable),
+        }
+
+    def model_scores(self, users: tf.Tensor, effective: tf.Tensor) -> tf.Tensor:
+        """(B, n_target) the two-tower's scores (query · item vectors, plus the wide term and prior)."""
+        scores = tf.matmul(self.scored_query(users, effective), self.target_vectors, transpose_b=True)
+        if self.wide:
+            scores += self.wide_scores(effective) + self.prior()[None, :]
+        return scores
+
+    def columns_of(self, items: tf.Tensor, column: tf.Tensor, width: int, dtype: tf.DType) -> tf.Tensor:
+        """(B, width) 1 where a row of ``items`` (model indices) holds an item of that ``column``, else 0."""
+        cols = tf.gather(column, items)
+        found = tf.where(cols >= 0)
+        pairs = tf.stack([found[:, 0], tf.cast(tf.gather_nd(cols, found), tf.int64)], axis=1)
+        shape = tf.stack([tf.cast(tf.shape(items)[0], tf.int64), tf.constant(width, tf.int64)])
+        return tf.minimum(tf.scatter_nd(pairs, tf.ones([tf.shape(pairs)[0]], dtype), shape), 1)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None, None], tf.string, name="history"),
+            tf.TensorSpec([None], tf.int32, name="k"),
+        ]
+    )
+    def recommend(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Signature ``recommend``: what ``serving_default`` takes and returns, scored by the shipped ``transfer``
+        (retrieve → rank in this graph)."""
+        assert self.retrieve_rank is not None
+        users, effective, usable, owned = self.resolve_all(user_id, history)
+        mine = self.columns_of(owned, self.target_column, self.n_target, tf.int32) > 0
+        hot = self.columns_of(owned, self.source_column, self.retrieve_rank.n_source, tf.float64)
+        scores = self.retrieve_rank.scores(self.model_scores(users, effective), hot, mine)
+        fallback = tf.broadcast_to(tf.cast(self.popularity, tf.float64)[None, :], tf.shape(scores))
+        scores = tf.where(usable[:, None], scores, fallback)
+        scores = tf.where(mine, tf.constant(-np.inf, tf.float64), scores)  # never recommend what the user has
+        kk = tf.clip_by_value(tf.reduce_max(tf.concat([k, [1]], 0)), 1, self.n_target)
+        top = tf.math.top_k(scores, k=kk)
+        return {
+            "item_ids": tf.gather(self.target_ids, top.indices),
+            "scores": tf.cast(top.values, tf.float32),
             "popularity_fallback": tf.logical_not(usable),
         }
 
@@ -205,7 +258,15 @@ class RetrievalServable(_UserQuery):
         return out
 
     def signatures(self) -> dict[str, object]:
-        return {"serving_default": self.serve, "query": self.user_query, "candidates": self.candidates}
+        out = {"serving_default": self.serve, "query": self.user_query, "candidates": self.candidates}
+        if self.retrieve_rank is not None:
+            out["recommend"] = self.recommend
+        return out
+
+    @property
+    def warmup_signatures(self) -> tuple[str, ...]:
+        """The signatures TF Serving warms up on load (they take the same inputs)."""
+        return ("serving_default", "recommend") if self.retrieve_rank is not None else ("serving_default",)
 
 
 class RankingServable(_UserQuery):

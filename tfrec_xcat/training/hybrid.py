@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,18 +85,27 @@ def standardize(scores: np.ndarray) -> np.ndarray:
     return np.divide(scores - mean, std, out=np.zeros_like(scores), where=std > 0)
 
 
-def ranks(scores: np.ndarray) -> np.ndarray:
-    """0-based rank of every column within its row (highest score = 0; ties by column)."""
-    order = np.argsort(-scores, axis=1, kind="stable")
+def order_of(scores: np.ndarray) -> np.ndarray:
+    """Columns of every row, highest score first; ties by column (as ``tf.math.top_k`` orders them, so the
+    exported graph picks the same candidates)."""
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+def ranks_of(order: np.ndarray) -> np.ndarray:
+    """0-based rank of every column within its row, from :func:`order_of`."""
     out = np.empty_like(order)
-    np.put_along_axis(out, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
+    np.put_along_axis(out, order, np.arange(order.shape[1])[None, :].repeat(len(order), 0), axis=1)
     return out
 
 
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """0-based rank of every column within its row (highest score = 0; ties by column)."""
+    return ranks_of(order_of(scores))
+
+
 def top_n(scores: np.ndarray, n: int) -> np.ndarray:
-    """Columns of the ``n`` highest scores per row (any order)."""
-    n = min(n, scores.shape[1])
-    return np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    """Columns of the ``n`` highest scores per row, best first; ties by column."""
+    return order_of(scores)[:, : min(n, scores.shape[1])]
 
 
 @dataclasses.dataclass
@@ -121,6 +131,7 @@ class Signals:
         fusion_weight: float = 1.0,
     ) -> None:
         self.deep, self.wide, self.exclude = deep, wide, exclude
+        self.popularity = popularity
         self.log_pop = np.log1p(popularity) / max(np.log1p(popularity.max()), 1.0)
         self.source_history = source_history
         self.support_matrix = wide.weights.copy().tocsr()
@@ -142,8 +153,15 @@ class Signals:
         return np.where(finite, d + weight * w, -np.inf)
 
     def lists(self, rows: np.ndarray, n: int) -> Lists:
+        """The candidate lists of ``rows`` with the features named by :data:`FEATURES`, in that order.
+
+        The exported ``recommend`` signature computes the same in TensorFlow
+        (:mod:`tfrec_xcat.export.ranking_features`); a change here needs the same change there (the parity test
+        of ``tests/test_recommend.py`` fails until both agree)."""
         deep, wide = self.scores(rows)
-        both = np.concatenate([top_n(deep, n), top_n(wide, n)], axis=1)
+        deep_order, wide_order = order_of(deep), order_of(wide)
+        n = min(n, deep.shape[1])
+        both = np.concatenate([deep_order[:, :n], wide_order[:, :n]], axis=1)
         both.sort(axis=1)
         mask = np.ones(both.shape, dtype=bool)
         mask[:, 1:] = both[:, 1:] != both[:, :-1]
@@ -160,10 +178,10 @@ class Signals:
             [
                 d,
                 d - deep_f.max(axis=1, keepdims=True),
-                np.log1p(ranks(deep)[idx, both]) / log_items,
+                np.log1p(ranks_of(deep_order)[idx, both]) / log_items,
                 np.divide(w, wide_max, out=np.zeros_like(w), where=wide_max > 0),
                 np.log1p(np.maximum(w, 0.0)),
-                np.log1p(ranks(wide)[idx, both]) / log_items,
+                np.log1p(ranks_of(wide_order)[idx, both]) / log_items,
                 np.log1p(support),
                 self.log_pop[both],
                 np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
@@ -189,9 +207,25 @@ class Transfer(Recommender):
     grid: ClassVar[list[dict[str, Any]]] = [{}]
     deep_class: ClassVar[type[NeuralModel]] = TransferWideDeep
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        # ``tfrec-xcat train`` sets these: where the two-tower checkpoints (default ``<workdir>/deep``), and the
+        # trainer's ``strategy`` / ``progress``
+        self.deep_workdir: Path | None = None
+        self.trainer_options: dict[str, Any] = {}
+
+    def _say(self, text: str) -> None:
+        log.info("%s", text)
+        if self.trainer_options.get("progress"):
+            from tfrec_xcat.training.progress import say
+
+            say(f"[transfer] {text}")
+
     def fit(self, prepared: PreparedSeed) -> None:
         spec = prepared.config.ranker
         reduced, pseudo_rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction)
+        if self.deep_workdir is not None:
+            reduced = dataclasses.replace(reduced, workdir=self.deep_workdir)
         m = prepared.m
         choices: dict[str, Any] = {}
 
@@ -212,10 +246,11 @@ class Transfer(Recommender):
         wide.fit(prepared)
         wide_val = prepared.validate(wide.score)
         choices["wide"] = {"model": wide_name, "params": wide_params, "val": wide_val}
-        log.info("memorisation term: %s %s (val %.4f)", wide_name, wide_params, wide_val)
+        self._say(f"memorisation term: {wide_name} {wide_params} (cold-start val NDCG@10 {wide_val:.4f})")
 
         # deep: the transfer two-tower on the reduced data
         deep = self.deep_class()
+        deep.trainer_options = self.trainer_options
         deep.fit(reduced)
         self.deep, self.wide = deep, wide
         self.history = list(deep.history)
@@ -260,7 +295,7 @@ class Transfer(Recommender):
         self.stage, self.stage_params = best[1], best[2]
         choices["chosen"] = {"stage": self.stage, **self.stage_params, "val": best[0]}
         self.choices = choices
-        log.info("transfer: final scorer %s %s (val %.4f)", self.stage, self.stage_params, best[0])
+        self._say(f"final scorer: {self.stage} {self.stage_params} (cold-start val NDCG@10 {best[0]:.4f})")
 
     def _fused_scores(self, rows: np.ndarray, weight: float) -> np.ndarray:
         deep, wide = self.signals.scores(rows)
