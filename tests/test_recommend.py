@@ -173,6 +173,18 @@ def test_recommend_graph_has_stock_ops_only(shipped: Shipped) -> None:
     assert {"SparseTensorDenseMatMul", "TopKV2", "TensorScatterUpdate", "LookupTableFindV2"} <= set(report["ops"])
 
 
+def test_a_run_without_the_stage_exports_and_scores_as_before(shipped: Shipped, tmp_path: Path) -> None:
+    """A run trained before the retrieve → rank stage was saved: no ``recommend``, ``score`` takes the two-tower."""
+    run = tmp_path / "old-run"
+    shutil.copytree(shipped.saved["deep"].parent / "model", run / "model")
+    for name in ("transfer.json", "wide.npz", "transfer.npz"):
+        (run / "model" / name).unlink()
+    export(run, tmp_path / "saved", names=["xcat_retrieval"])
+    loaded = load_saved_model(str(tmp_path / "saved" / "xcat_retrieval" / "1"))
+    assert set(loaded.signatures) == {"serving_default", "query", "candidates"}
+    assert batch.load_retrieval(tmp_path / "saved" / "xcat_retrieval").signature == "query+candidates"
+
+
 @pytest.fixture(scope="module")
 def server(shipped: Shipped, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from tfrec_xcat.serving.grpc_server import make_grpc_server

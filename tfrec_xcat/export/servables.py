@@ -30,6 +30,13 @@ from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.xcat import XcatModel
 from tfrec_xcat.training.shipped import RetrieveRank
 
+#: The retrieval request: ``serving_default`` and ``recommend`` of ``xcat_retrieval``.
+REQUEST = [
+    tf.TensorSpec([None], tf.string, name="user_id"),
+    tf.TensorSpec([None, None], tf.string, name="history"),
+    tf.TensorSpec([None], tf.int32, name="k"),
+]
+
 
 class _Untracked:
     """Holds the Keras model out of the SavedModel's object graph: the traced functions are what is saved,
@@ -139,6 +146,7 @@ class RetrievalServable(_UserQuery):
             source_column[source_items] = np.arange(len(source_items), dtype=np.int32)
             self.source_column = tf.Variable(source_column, trainable=False, name="source_column")
             self.retrieve_rank = RetrieveRankGraph(retrieve_rank, len(source_items), self.n_target)
+            self.recommend = tf.function(self._recommend, input_signature=REQUEST)
 
     def wide_scores(self, history: tf.Tensor) -> tf.Tensor:
         """(B, n_target): alpha · log(1 + co-occurrence counts of each history's items), as the model scores."""
@@ -160,13 +168,7 @@ class RetrievalServable(_UserQuery):
         query = self.query(users, history)
         return query / self.model.spec.temperature if self.wide else query
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None, None], tf.string, name="history"),
-            tf.TensorSpec([None], tf.int32, name="k"),
-        ]
-    )
+    @tf.function(input_signature=REQUEST)
     def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         users, effective, usable, owned = self.resolve_all(user_id, history)
         scores = self.model_scores(users, effective)
@@ -203,16 +205,9 @@ class RetrievalServable(_UserQuery):
         shape = tf.stack([tf.cast(tf.shape(items)[0], tf.int64), tf.constant(width, tf.int64)])
         return tf.minimum(tf.scatter_nd(pairs, tf.ones([tf.shape(pairs)[0]], dtype), shape), 1)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None, None], tf.string, name="history"),
-            tf.TensorSpec([None], tf.int32, name="k"),
-        ]
-    )
-    def recommend(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Signature ``recommend``: what ``serving_default`` takes and returns, scored by the shipped ``transfer``
-        (retrieve → rank in this graph)."""
+    def _recommend(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Signature ``recommend`` (``self.recommend``, made only when the run has the stage): what
+        ``serving_default`` takes and returns, scored by the shipped ``transfer`` (retrieve → rank in this graph)."""
         assert self.retrieve_rank is not None
         users, effective, usable, owned = self.resolve_all(user_id, history)
         mine = self.columns_of(owned, self.target_column, self.n_target, tf.int32) > 0

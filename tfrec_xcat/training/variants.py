@@ -92,8 +92,8 @@ class TransferDeep(NeuralModel):
 
 
 class TransferWideDeep(NeuralModel):
-    """The transfer two-tower with the jointly trained memorisation term (the retrieval stage of ``transfer``,
-    and what ``tfrec-xcat train`` trains and ``export`` serves)."""
+    """The transfer two-tower with the jointly trained memorisation term (the retrieval stage of ``transfer``;
+    the exported ``xcat_retrieval`` serves it alone as ``serving_default``)."""
 
     model_overrides: ClassVar[dict[str, Any]] = {"memorisation": True}
     training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}
