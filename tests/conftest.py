@@ -66,6 +66,8 @@ SMALL_CONFIG = {
     },
     "model": {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "history_per_category": 8, "max_tokens": 8},
     "training": {"batch_size": 128, "epochs": 1, "source_epochs": 1},
+    # transfer's ranking stage, kept small
+    "ranker": {"candidates": [20], "epochs": 3, "fusion_weights": [1.0], "ensemble": 2},
 }
 
 

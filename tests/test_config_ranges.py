@@ -79,13 +79,17 @@ def test_source_equal_to_target() -> None:
         load_config(None, {"data": {"target": "Food"}})
 
 
-def test_nan_loss_stops_training_and_saves_nothing(tmp_path: Path) -> None:
+def test_nan_loss_stops_training_and_saves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tf_keras
+
     from tests.conftest import SMALL_CONFIG
     from tfrec_xcat.train import run_training
+    from tfrec_xcat.training import trainer
 
     config = load_config(None, SMALL_CONFIG)
-    config.training.learning_rate = NAN  # as if it had slipped past the config checks
-    config.training.mode = "target_only"
+    # a learning rate that slipped past the config checks (train's two-tower re-checks its settings, so the NaN
+    # goes in where the optimizer is made)
+    monkeypatch.setattr(trainer, "make_optimizer", lambda spec: tf_keras.optimizers.Adam(NAN))
     with pytest.raises(XcatError, match=r"training stage .*: the loss became nan at epoch 1, batch 2; stopped"):
         run_training(config, tmp_path)
     assert not (tmp_path / "model").exists() and not (tmp_path / "metrics.json").exists()

@@ -33,7 +33,7 @@ def ctx(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Prepa
             "data": {"path": str(small_shop_dir), "source": "Food", "target": "Kitchen"},
             "model": SMALL_MODEL,
             "training": QUICK_TRAINING,
-            "ranker": {"candidates": [20], "epochs": 3, "fusion_weights": [1.0]},
+            "ranker": {"candidates": [20], "epochs": 3, "fusion_weights": [1.0], "ensemble": 2},
         },
     )
     return prepare_seed(config, 0, workdir=tmp_path_factory.mktemp("hybrid"))

@@ -4,7 +4,9 @@ The model here is the small-shop two-tower with content-only item towers (``use_
 deep term stays on): a new item's vector then depends on its category and text alone, exactly as a catalogue
 item's does, so "an item with the same text as the one the model ranks first" has the same deep score, and
 where it lands is decided by the memorisation term and the prior a new item gets. With id embeddings (and one
-training epoch) a text twin differs by the id part, which the tests would have to guess around.
+training epoch) a text twin differs by the id part, which the tests would have to guess around. The run's final
+stage is forced to ``fusion`` (the ``recommend`` signature: deep + memorisation), so a new item, which has no
+memorisation, is recommended by its deep score; ``tests/test_recommend.py`` reindexes a ranker stage.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.stock_ops import op_report
 from tfrec_xcat import api
 from tfrec_xcat.cli import main
 from tfrec_xcat.config import load_config
+from tfrec_xcat.export.reindex import catalogue_of
 from tfrec_xcat.export.writer import versions
 from tfrec_xcat.scoring import batch
 from tfrec_xcat.scoring.batch import load_retrieval, score_users
@@ -48,7 +51,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tfrec_xcat.export.exporter import export
     from tfrec_xcat.train import run_training
 
-    config = {**SMALL_CONFIG, "model": {**SMALL_CONFIG["model"], "use_ids": False}}
+    config = {
+        **SMALL_CONFIG,
+        "model": {**SMALL_CONFIG["model"], "use_ids": False},
+        "ranker": {**SMALL_CONFIG["ranker"], "stages": ["fusion"]},
+    }
     run = tmp_path_factory.mktemp("reindex-run")
     run_training(load_config(None, config), run)
     out = tmp_path_factory.mktemp("reindex-models")
@@ -66,8 +73,10 @@ def serve(version_dir: Path) -> Any:
     return tf.saved_model.load(str(version_dir))
 
 
-def top(loaded: Any, user: str, history: list[str], k: int) -> tuple[list[str], np.ndarray]:
-    out = loaded.signatures["serving_default"](
+def top(
+    loaded: Any, user: str, history: list[str], k: int, signature: str = "serving_default"
+) -> tuple[list[str], np.ndarray]:
+    out = loaded.signatures[signature](
         user_id=tf.constant([user]), history=tf.constant([history or [""]]), k=tf.constant([k])
     )
     return out["item_ids"].numpy()[0].astype(str).tolist(), out["scores"].numpy()[0]
@@ -146,17 +155,31 @@ def test_new_item_is_recommended_for_a_history_its_text_matches(published, reque
     ids, scores = top(new, "new-shopper", [*history, NEW], 121)  # never recommends what the request has
     assert scores[ids.index(NEW)] == -np.inf
 
+    # recommend (the fusion stage) was republished, NEW with empty memorisation columns: its deep score puts it
+    # next to its twin
+    assert "recommend" in new.signatures
+    ids, scores = top(new, "new-shopper", history, 10, "recommend")
+    assert NEW in ids[:3] and twin in ids[:3], ids
+    assert NEW not in top(old, "new-shopper", history, 120, "recommend")[0]
+    ids, scores = top(new, "new-shopper", [*history, NEW], 121, "recommend")
+    assert scores[ids.index(NEW)] == -np.inf
+    columns = catalogue_of(new, result.path).rank
+    assert columns is not None and columns.memorisation and all(w[row].nnz == 0 for w in columns.memorisation)
+    assert columns.log_popularity[row] == 0.0 and columns.tiebreak[row] == 0.0
 
-def test_score_uses_the_new_version_and_equals_serving(published, shop: Any, tmp_path: Path) -> None:
-    retrieval = load_retrieval(published["models"] / "xcat_retrieval")
+
+@pytest.mark.parametrize("signature", ["recommend", "serving_default"])
+def test_score_uses_the_new_version_and_equals_serving(published, shop: Any, tmp_path: Path, signature: str) -> None:
+    retrieval = load_retrieval(published["models"] / "xcat_retrieval", recommend=signature == "recommend")
     assert retrieval.version == 2 and NEW in set(retrieval.item_ids) and retrieval.wide
+    assert retrieval.signature == ("recommend" if signature == "recommend" else "query+candidates")
     users = np.sort(shop.interactions.user_id.unique())[:60]
     score_users(retrieval, shop, users, tmp_path, k=10, progress=False)
     offline = pd.read_parquet(tmp_path)
     hist, _ = batch.histories(batch.item_lists(shop), users)
     width = max(len(h) for h in hist)
     padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
-    online = retrieval.loaded.signatures["serving_default"](
+    online = retrieval.loaded.signatures[signature](
         user_id=tf.constant(users.astype(bytes)), history=tf.constant(padded), k=tf.constant([10] * len(users))
     )
     ids = online["item_ids"].numpy().astype(str)
@@ -195,11 +218,21 @@ def test_remove_readd_and_replace(base: Path, shop: Any, tmp_path: Path) -> None
     user, gone = owned_item(version1, sorted(shop.interactions[shop.interactions.category == "Kitchen"].user_id))
     kept = next(i for i, p in zip(first["item_ids"], first["popularity"], strict=True) if p > 0 and i != gone)
 
+    shopper = sorted(set(first["item_ids"]) - {gone})[:3]  # a new shopper's Kitchen history
+    answer, _ = top(version1, "new-shopper", shopper, 117, "recommend")
+    assert gone in answer
+
     removal = tmp_path / "discontinued.csv"
     pd.DataFrame({"item_id": [gone]}).to_csv(removal, index=False)
     result = api.reindex(models, remove=removal)
     assert (result.version, result.removed, result.items) == (2, 1, 119)
-    assert gone not in set(candidates(serve(result.path))["item_ids"])
+    version2 = serve(result.path)
+    assert gone not in set(candidates(version2)["item_ids"])
+    # recommend: the same answer without it (no source history: the fusion is the deep order), its columns gone
+    ids, _ = top(version2, "new-shopper", shopper, 116, "recommend")
+    assert ids == [i for i in answer if i != gone]
+    columns = catalogue_of(version2, result.path).rank
+    assert columns is not None and all(w.shape[0] == 119 for w in columns.memorisation)
 
     back = write_items(tmp_path / "back.csv", shop, [(gone, gone)])
     result = api.reindex(models, back)  # back in the catalogue, as a new item: its interactions were dropped

@@ -3,6 +3,7 @@ users are scored by the popularity path."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -67,15 +68,21 @@ def test_blocked_top_k_matches_a_full_sort(users, items, k, levels, block, seed,
     np.testing.assert_array_equal(got_cols[finite], expected[finite])
 
 
-def test_offline_equals_online(setup, tmp_path: Path) -> None:
-    retrieval, data = setup
+@pytest.mark.parametrize("signature", ["recommend", "serving_default"])
+def test_offline_equals_online(setup, exported: Path, tmp_path: Path, signature: str) -> None:
+    """``score`` uses the model's ``recommend`` signature when it has one, else the two-tower's query and
+    candidates signatures: either way it equals that signature online."""
+    _, data = setup
+    retrieval = load_retrieval(exported / "xcat_retrieval", recommend=signature == "recommend")
+    assert retrieval.signature == ("recommend" if signature == "recommend" else "query+candidates")
     users = np.sort(data.interactions.user_id.unique())[:50]
-    score_users(retrieval, data, users, tmp_path, k=10, progress=False)
+    manifest = score_users(retrieval, data, users, tmp_path, k=10, progress=False)
+    assert manifest["signature"] == retrieval.signature
     offline = pd.read_parquet(tmp_path)
     hist, _ = batch.histories(batch.item_lists(data), users)
     width = max(len(h) for h in hist)
     padded = np.array([h + [""] * (width - len(h)) for h in hist], dtype=object).astype(bytes)
-    online = retrieval.loaded.signatures["serving_default"](
+    online = retrieval.loaded.signatures[signature](
         user_id=tf.constant(users.astype(bytes)), history=tf.constant(padded), k=tf.constant([10] * len(users))
     )
     ids = online["item_ids"].numpy().astype(str)
@@ -159,6 +166,7 @@ def test_scann_index_is_close_to_exact_and_respects_exclusions() -> None:
 def test_score_with_scann_reports_its_recall(setup, tmp_path: Path) -> None:
     pytest.importorskip("scann", reason="the optional scann extra is not installed")
     retrieval, data = setup
+    retrieval = dataclasses.replace(retrieval, recommend=None)  # ScaNN searches the two-tower: compare with it
     users = np.sort(data.interactions.user_id.unique())[:300]
     manifest = score_users(retrieval, data, users, tmp_path / "scann", k=10, progress=False, index="scann")
     assert manifest["index"] == "scann"

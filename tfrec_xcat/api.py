@@ -61,13 +61,15 @@ def run(config: Config, out: str | Path, models: list[str] | None = None, *, pro
 
 
 def train(config: Config, out: str | Path, *, strategy: Any = None, progress: bool = False) -> dict[str, Any]:
-    """Train the configured transfer two-tower on the first seed's split (resumable) and save it for export.
+    """Fit the shipped ``transfer`` on the first seed's split (its two-tower resumable) and save it for export.
 
     Args:
-        config: the configuration (``[model]``, ``[training]``; ``[training] strategy`` for distribution).
+        config: the configuration (``[model]``, ``[training]``, ``[ranker]``; ``[training] strategy`` for
+            distribution).
         out: the run directory: ``model/`` (for :func:`export`), ``metrics.json``, ``work/`` (checkpoints, logs).
         strategy: a ``tf.distribute.Strategy`` made before any other TensorFlow op (default: from the config).
-        progress: print a line per epoch of each stage (loss, examples/s, validation) on stderr.
+        progress: print a line per epoch of each two-tower stage (loss, examples/s, validation) and the parts
+            chosen on stderr.
 
     Returns:
         The metrics written to ``out/metrics.json``.
@@ -100,7 +102,8 @@ def tune(config: Config, out: str | Path, *, overwrite: bool = False) -> dict[st
 
 
 def export(run_dir: str | Path, out: str | Path) -> dict[str, Path]:
-    """Write a trained run (:func:`train`) as TF Serving SavedModels (stock ops only) under ``out``.
+    """Write a trained run (:func:`train`) as TF Serving SavedModels (stock ops only) under ``out``; the shipped
+    ``transfer`` is the ``recommend`` signature of ``xcat_retrieval``.
 
     Args:
         run_dir: the directory :func:`train` wrote.
@@ -156,7 +159,8 @@ def score(
     index: str = "brute",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Offline top-k of many users from an exported ``xcat_retrieval`` (same scores as online), resumable.
+    """Offline top-k of many users from an exported ``xcat_retrieval`` (same scores as online), resumable: with
+    its ``recommend`` signature when it has one, else with the two-tower's ``query``/``candidates``.
 
     Args:
         config: where the users' histories come from (``[data]``).

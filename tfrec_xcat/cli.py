@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"cold-start val NDCG@10 {result['cold_start_val']['ndcg@10']:.4f}, "
         f"cold-start test NDCG@10 {result['cold_start_test']['ndcg@10']:.4f}, "
-        f"{result['examples_per_second']:,.0f} examples/s; wrote {args.out}"
+        f"{result['examples_per_second']:,.0f} examples/s; final stage {result['stage']['name']}; wrote {args.out}"
     )
     work = Path(args.out) / "work"
     print(f"per-epoch checkpoints: {work / 'checkpoints'}/<stage>/; model for export: {Path(args.out) / 'model'}")
@@ -206,7 +206,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     said = False
     while True:
         try:
-            reply = client.predict("xcat_retrieval", [{"user_id": args.user, "history": history, "k": args.k}])
+            instances = [{"user_id": args.user, "history": history, "k": args.k}]
+            reply = client.predict("xcat_retrieval", instances, signature=args.signature)
             break
         except (OSError, HTTPException, ServingError) as exc:
             if time.monotonic() > deadline:
@@ -266,6 +267,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
     print(
         f"scored {manifest['users']:,} users ({manifest['rows']:,} rows in {manifest['shards']} shards) into {args.out}"
+        f" (signature: {manifest['signature']})"
     )
     if "index_quality" in manifest:
         quality = manifest["index_quality"]
@@ -359,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, help="user id (may be unknown)")
     p.add_argument("--history", help="comma-separated recent item ids, oldest first")
     p.add_argument("--k", type=int, default=10, help="how many recommendations (default 10)")
+    p.add_argument(
+        "--signature",
+        default="serving_default",
+        help="serving_default (the two-tower) or recommend (the shipped transfer, retrieve → rank)",
+    )
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the server to answer (default 10)")
     p.set_defaults(func=cmd_recommend)
 

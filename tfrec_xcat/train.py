@@ -1,15 +1,17 @@
-"""Training the configured transfer two-tower as one job (``tfrec-xcat train``, ``api.train``).
+"""Training the shipped ``transfer`` as one job (``tfrec-xcat train``, ``api.train``).
 
-Trains on the first seed's split, evaluates (cold-start validation, cold-start test once at the end, warm test),
-and writes into RUN_DIR: ``config.toml``, ``metrics.json`` (the run contract, one model), ``model/`` (weights +
-feature space, what ``tfrec-xcat export`` reads), ``work/`` (per-epoch checkpoints, crash backup, TensorBoard
-logs). Running it again after a crash resumes. ``[training] strategy`` picks ``default``, ``mirrored`` or
-``multi_worker`` (TF_CONFIG says the cluster). This module parses no flags: the CLI does.
+Fits :class:`~tfrec_xcat.training.hybrid.Transfer` on the first seed's split as ``run`` does (the wide & deep
+two-tower, the memorisation term, the ranking stage, the final stage chosen on cold-start validation users),
+evaluates its scorer (cold-start validation, cold-start test once at the end, warm test), and writes into RUN_DIR:
+``config.toml``, ``metrics.json`` (the run contract, one model), ``model/`` (what ``tfrec-xcat export`` reads: the
+two-tower's weights and feature space and the retrieve → rank stage, see :mod:`tfrec_xcat.training.shipped`),
+``work/`` (the two-tower's per-epoch checkpoints, crash backup, TensorBoard logs). Running it again after a crash
+resumes the two-tower. ``[training] strategy`` picks ``default``, ``mirrored`` or ``multi_worker`` (TF_CONFIG says
+the cluster). This module parses no flags: the CLI does.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -19,7 +21,6 @@ from typing import Any
 
 from tfrec_xcat.config import Config
 from tfrec_xcat.evaluation.evaluate import by_history, evaluate_segment, summarize
-from tfrec_xcat.features.space import save_space
 from tfrec_xcat.pipeline import metrics_header, prepare_seed
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,25 @@ def worker_index() -> int:
     return int(config.get("task", {}).get("index", 0))
 
 
+def warn_overridden(config: Config, overrides: dict[str, Any]) -> None:
+    """One warning per configured setting the shipped two-tower replaces (its ``model_overrides`` and
+    ``training_overrides``): ``train`` trains what ``run`` calls ``transfer``."""
+    for section in (config.model, config.training):
+        for key, value in overrides.items():
+            if hasattr(section, key) and getattr(section, key) != value:
+                log.warning(
+                    "train ships transfer: its two-tower uses %s = %r, not the configured %r",
+                    key,
+                    value,
+                    getattr(section, key),
+                )
+
+
 def run_training(config: Config, out: str | Path, *, strategy: Any = None, progress: bool = False) -> dict[str, Any]:
-    """Train, evaluate and save the configured model; returns the metrics written to ``out/metrics.json``
-    (``progress``: a line per epoch of each stage on stderr)."""
-    from tfrec_xcat.training.variants import train_two_tower
+    """Fit, evaluate and save the shipped ``transfer``; returns the metrics written to ``out/metrics.json``
+    (``progress``: a line per epoch of each two-tower stage, and the stages chosen, on stderr)."""
+    from tfrec_xcat.training.hybrid import Transfer
+    from tfrec_xcat.training.shipped import save_shipped
 
     out = Path(out)
     index = worker_index()
@@ -42,41 +58,39 @@ def run_training(config: Config, out: str | Path, *, strategy: Any = None, progr
     out.mkdir(parents=True, exist_ok=True)
     seed = config.run.seeds[0]
     prepared = prepare_seed(config, seed, workdir=workdir)
+    deep = Transfer.deep_class
+    warn_overridden(config, {**deep.model_overrides, **deep.training_overrides})
     started = time.perf_counter()
-    result = train_two_tower(
-        prepared,
-        config.model,
-        config.training,
-        workdir,
-        strategy=strategy,
-        progress=progress,
-    )
-    scorer = result.model.row_scorer()
+    model = Transfer()
+    model.deep_workdir = workdir  # the two-tower's checkpoints where train has always kept them
+    model.trainer_options = {"strategy": strategy, "progress": progress}
+    model.fit(prepared)
+    train_seconds = time.perf_counter() - started
     m = prepared.m
-    test = evaluate_segment(scorer, m, "cold_start_test")
+    test = evaluate_segment(model.score, m, "cold_start_test")
     metrics = {
         **metrics_header(config, [seed]),
         "models": {
             "transfer": {
-                "cold_start_val": summarize(evaluate_segment(scorer, m, "cold_start_val")),
+                "cold_start_val": summarize(evaluate_segment(model.score, m, "cold_start_val")),
                 "cold_start_test": summarize(test),
-                "warm_test": summarize(evaluate_segment(scorer, m, "warm_test")),
+                "warm_test": summarize(evaluate_segment(model.score, m, "warm_test")),
                 "cold_start_test_by_history": by_history(test),
-                "train_seconds": time.perf_counter() - started,
-                "examples_per_second": result.examples_per_second,
-                "history": result.history,
-                "stages": result.stages,
+                "train_seconds": train_seconds,
+                "examples_per_second": model.examples_per_second,
+                "history": model.history,
+                "stages": model.deep.stages,
+                "stage": {"name": model.stage, **model.stage_params},
+                "choices": model.choices,
             }
         },
     }
     if index == 0:
         (out / "config.toml").write_text(config.to_toml())
-        result.model.save_weights(str(out / "model" / "weights"))
-        save_space(result.space, out / "model")
-        (out / "model" / "spec.json").write_text(json.dumps(dataclasses.asdict(config.model)))
+        save_shipped(model, prepared, out / "model")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     else:
-        result.model.save_weights(str(workdir / "final" / "weights"))
+        model.deep.model.save_weights(str(workdir / "final" / "weights"))
     return metrics
 
 

@@ -1,4 +1,5 @@
-"""Loading a trained run's model (``RUN_DIR/model``) back: feature space, spec and weights."""
+"""Loading a trained run's model (``RUN_DIR/model``) back: feature space, spec and weights of the two-tower, and
+the retrieve → rank stage of ``transfer`` (:mod:`tfrec_xcat.training.shipped` says what is in the folder)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from tfrec_xcat.errors import XcatError
 from tfrec_xcat.features.space import FeatureSpace, load_space
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.xcat import XcatModel
+from tfrec_xcat.training.shipped import RetrieveRank, load_retrieve_rank
 
 
 def load_trained(run_dir: str | Path) -> tuple[XcatModel, FeatureSpace, ModelSpec]:
@@ -24,3 +26,8 @@ def load_trained(run_dir: str | Path) -> tuple[XcatModel, FeatureSpace, ModelSpe
     model.build_variables()
     model.load_weights(str(directory / "weights")).expect_partial()
     return model, space, spec
+
+
+def load_stage(run_dir: str | Path) -> RetrieveRank | None:
+    """The retrieve → rank stage of ``tfrec-xcat train --out RUN_DIR`` (None for a run with the two-tower only)."""
+    return load_retrieve_rank(Path(run_dir) / "model")

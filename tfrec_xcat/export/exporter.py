@@ -1,4 +1,5 @@
-"""``tfrec-xcat export --run RUN_DIR --out saved_models/``: the three servables of a trained run."""
+"""``tfrec-xcat export --run RUN_DIR --out saved_models/``: the three servables of a trained run (``xcat_retrieval``
+with the ``recommend`` signature when the run has the retrieve → rank stage of ``transfer``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from tfrec_xcat.export.artifacts import load_trained
-from tfrec_xcat.export.servables import SERVABLES
+from tfrec_xcat.export.artifacts import load_stage, load_trained
+from tfrec_xcat.export.servables import SERVABLES, RetrievalServable
 from tfrec_xcat.export.writer import next_version, publish_set, recover, write_server_configs, write_version
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,12 @@ def export(run_dir: str | Path, out: str | Path, *, names: list[str] | None = No
     for message in recover(out):
         log.warning("%s", message)
     model, space, _ = load_trained(run_dir)
+    stage = load_stage(run_dir)
     names = names or list(SERVABLES)
     version = next_version(out, names)
     inputs = warmup_inputs(space, with_vectors=bool(model.item_tower.vector_columns))
     for name in names:
-        module = SERVABLES[name](model, space)
+        module = RetrievalServable(model, space, stage) if name == "xcat_retrieval" else SERVABLES[name](model, space)
         staged = write_version(module, out, name, version, inputs[name], publish=False)
         log.info("staged %s", staged)
     written = publish_set(out, names, version)

@@ -13,6 +13,13 @@ vectors, popularity, prior, co-occurrence rows) are read back and edited:
   and co-occurrence row (its interactions are still the model's);
 - a removed item leaves every array, and its model item no longer maps to a row.
 
+A version with the ``recommend`` signature (the retrieve → rank stage of ``transfer``) is republished with it:
+the stage itself (chosen stage, ranker ensemble, the model's source items) is carried over unchanged, and its
+catalogue columns are edited like the rest: a new item gets an empty column in every memorisation family's W and
+in the co-occurrence counts, and popularity 0 (so the memorisation terms and the ranking stage's memorisation
+features see nothing for it, while the deep score sees its vector); a replaced item keeps its columns; a removed
+item's columns go, so it is never in a ``recommend`` answer.
+
 The new version is written by :func:`~tfrec_xcat.export.writer.write_version` (a hidden folder renamed into
 place), numbered one above every version in the folder, so a server polling it switches from the complete old
 version to the complete new one. Only stock TensorFlow ops, as in every export. ``xcat_ranking`` is not
@@ -34,6 +41,7 @@ import scipy.sparse as sp
 from tfrec_xcat.data.neutral import read_item_file
 from tfrec_xcat.errors import XcatError
 from tfrec_xcat.export.loading import load_saved_model
+from tfrec_xcat.export.recommend import StageSpec, columns_of, spec_of
 from tfrec_xcat.export.servables import SERVABLES, Catalogue, CatalogueRetrieval
 from tfrec_xcat.export.writer import next_version, versions, write_version
 
@@ -69,8 +77,13 @@ def _bytes(values: Any) -> np.ndarray:
     return np.array([str(v).encode("utf-8") for v in values], dtype=object)
 
 
+def stage_spec_of(loaded: Any) -> StageSpec | None:
+    """The retrieve → rank stage of a loaded ``xcat_retrieval`` version (None without ``recommend``)."""
+    return spec_of(loaded.retrieve_rank) if hasattr(loaded, "retrieve_rank") else None
+
+
 def catalogue_of(loaded: Any, where: Path) -> Catalogue:
-    """The catalogue held by a loaded ``xcat_retrieval`` version."""
+    """The catalogue held by a loaded ``xcat_retrieval`` version (with the recommend stage's columns)."""
     needed = ("encoder", "target_ids", "target_vectors", "popularity", "target_column")
     if not all(hasattr(loaded, name) for name in needed) or not hasattr(loaded.encoder, "user_ids"):
         raise XcatError(
@@ -89,6 +102,9 @@ def catalogue_of(loaded: Any, where: Path) -> Catalogue:
         catalogue.prior = loaded.item_prior.numpy().astype(np.float32)
         catalogue.alpha = float(loaded.alpha.numpy())
         catalogue.counts = sp.coo_matrix((loaded.counts_values.numpy(), (indices[:, 0], indices[:, 1])), shape=shape)
+    if hasattr(loaded, "retrieve_rank"):
+        n_source = int(loaded.retrieve_rank.n_source.numpy())
+        catalogue.rank = columns_of(loaded.retrieve_rank, len(catalogue.item_ids), n_source)
     return catalogue
 
 
@@ -131,6 +147,8 @@ def edit_catalogue(
         if model_index.get(item, 0) > 0:
             model_row[model_index[item]] = position[item]
     edited = Catalogue(ids, vectors.astype(np.float32), popularity.astype(np.float32), model_row)
+    if catalogue.rank is not None:  # empty memorisation columns, popularity 0
+        edited.rank = catalogue.rank.edited(keep, len(new_ids))
     prior = None
     if catalogue.wide:
         assert catalogue.prior is not None and catalogue.counts is not None
@@ -321,7 +339,8 @@ def reindex(
 
     known = {item: i for i, item in enumerate(_text(encoder.item_ids.numpy()), start=1)} if added else {}
     edited, prior = edit_catalogue(catalogue, added, replaced, removed, {i: known[i] for i in added if i in known})
-    path, version = _publish(CatalogueRetrieval(encoder, edited), models, warmup_of(where))
+    module = CatalogueRetrieval(encoder, edited, stage_spec_of(loaded))
+    path, version = _publish(module, models, warmup_of(where))
     log.info("published %s (%d added, %d replaced, %d removed)", path, len(added), len(replaced), len(removed))
     return ReindexResult(
         path=path,

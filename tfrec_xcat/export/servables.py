@@ -10,6 +10,11 @@ All take and return string ids, do their id lookups with stock hash tables, and 
   history gets the target popularity list (and the flag). Items in the history are never recommended. It is a
   :class:`RetrievalEncoder` (the user side, saved as the ``encoder`` child) and a :class:`Catalogue` (the items
   it ranks, saved as variables), so ``tfrec-xcat reindex`` can publish a new catalogue around the same encoder.
+  With the retrieve → rank stage of ``transfer`` (a run trained by ``tfrec-xcat train``), it also has the
+  ``recommend`` signature: the same inputs and outputs, scored by the shipped ``transfer`` (the two-tower, the
+  memorisation families, and the final stage chosen on validation: deep, wide, fusion or the ranking stage;
+  :mod:`tfrec_xcat.export.recommend`). Its memorisation terms read every source item of the request history (or
+  of the stored one when the request has none); their columns are catalogue arrays, which ``reindex`` edits.
 - ``RankingServable``: ``user_id``, ``history`` as above, ``candidates`` [B, C] string → ``scores`` [B, C]
   (ranking logits; -1e9 for unknown candidates), ``known`` [B, C] bool.
 - ``ItemTowerServable``: ``item_id`` [B], ``category`` [B], ``text`` [B] string → ``embedding`` [B, d]: embeds
@@ -32,8 +37,17 @@ import scipy.sparse as sp
 import tensorflow as tf
 import tf_keras
 
+from tfrec_xcat.export.recommend import RankColumns, RetrieveRankGraph, StageSpec, stage_of
 from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.xcat import XcatModel
+from tfrec_xcat.training.shipped import RetrieveRank
+
+#: The retrieval request: ``serving_default`` and ``recommend`` of ``xcat_retrieval``.
+REQUEST = [
+    tf.TensorSpec([None], tf.string, name="user_id"),
+    tf.TensorSpec([None, None], tf.string, name="history"),
+    tf.TensorSpec([None], tf.int32, name="k"),
+]
 
 
 class _Untracked:
@@ -157,8 +171,9 @@ class RetrievalEncoder(_UserSide):
 
 @dataclass
 class Catalogue:
-    """What ``xcat_retrieval`` ranks, one row per item: ids, vectors, training popularity, and for a wide & deep
-    model the learned prior and the co-occurrence rows of the memorisation term."""
+    """What ``xcat_retrieval`` ranks, one row per item: ids, vectors, training popularity, for a wide & deep
+    model the learned prior and the co-occurrence rows of the memorisation term, and with the ``recommend``
+    signature the retrieve → rank stage's columns (every memorisation family's W, the raw counts, popularity)."""
 
     item_ids: np.ndarray  # [n] str
     vectors: np.ndarray  # [n, d] float32
@@ -167,6 +182,7 @@ class Catalogue:
     prior: np.ndarray | None = None  # [n] float32
     alpha: float | None = None
     counts: sp.coo_matrix | None = None  # [n, n_items + 1]: co-occurrence of each row's item with each model item
+    rank: RankColumns | None = None  # the recommend signature's catalogue half
 
     @property
     def wide(self) -> bool:
@@ -196,7 +212,7 @@ class CatalogueRetrieval(tf.Module):
     """``xcat_retrieval``: an encoder (a :class:`RetrievalEncoder`, or the restored ``encoder`` of an earlier
     version) and a :class:`Catalogue`, held as variables that ``tfrec-xcat reindex`` reads back."""
 
-    def __init__(self, encoder: Any, catalogue: Catalogue) -> None:
+    def __init__(self, encoder: Any, catalogue: Catalogue, stage: StageSpec | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.users = _table([v.decode("utf-8") for v in encoder.user_ids.numpy()])
@@ -225,6 +241,12 @@ class CatalogueRetrieval(tf.Module):
             )
             self.item_prior = tf.Variable(catalogue.prior.astype(np.float32), trainable=False, name="item_prior")
             self.alpha = tf.Variable(np.float32(catalogue.alpha), trainable=False, name="memorisation_alpha")
+        self.has_recommend = stage is not None
+        if stage is not None:
+            if catalogue.rank is None:
+                raise ValueError("a retrieve → rank stage without its catalogue columns")
+            self.retrieve_rank = RetrieveRankGraph(stage, catalogue.rank, self.n_target)
+            self.recommend = tf.function(self._recommend, input_signature=REQUEST)
 
     def encode(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
         """The encoder's view of a request (string ids looked up here, unknown ones as 0)."""
@@ -243,29 +265,32 @@ class CatalogueRetrieval(tf.Module):
         wide = tf.transpose(tf.sparse.sparse_dense_matmul(counts, hot, adjoint_b=True))
         return self.alpha * tf.math.log1p(wide)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None, None], tf.string, name="history"),
-            tf.TensorSpec([None], tf.int32, name="k"),
-        ]
-    )
-    def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
-        user = self.encode(user_id, history)
-        usable = user["usable"]
+    def model_scores(self, user: dict[str, tf.Tensor]) -> tf.Tensor:
+        """(B, n_target) the two-tower's scores (query · item vectors, plus the wide term and prior)."""
         scores = tf.matmul(user["query"], self.target_vectors, transpose_b=True)
         if self.wide:
             scores += self.wide_scores(user["history"]) + self.item_prior[None, :]
-        fallback = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
-        scores = tf.where(usable[:, None], scores, fallback)
-        # never recommend what the user has (model items), nor any catalogue item the request names
+        return scores
+
+    def owned_columns(self, user: dict[str, tf.Tensor], history: tf.Tensor) -> tf.Tensor:
+        """(B, 2) catalogue (row, column) pairs the user has: their model items, and any catalogue id the request
+        names (an item a reindex added, unknown to the model)."""
         requested = tf.cast(self.catalogue_rows.lookup(history), tf.int32) - 1
         column = tf.concat([tf.gather(self.target_column, user["owned"]), requested], axis=1)
         seen = tf.where(column >= 0)
-        rows = tf.cast(seen[:, 0], tf.int32)
-        cols = tf.gather_nd(column, seen)
+        return tf.stack([tf.cast(seen[:, 0], tf.int32), tf.gather_nd(column, seen)], axis=1)
+
+    @tf.function(input_signature=REQUEST)
+    def serve(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        user = self.encode(user_id, history)
+        usable = user["usable"]
+        scores = self.model_scores(user)
+        fallback = tf.broadcast_to(self.popularity[None, :], tf.shape(scores))
+        scores = tf.where(usable[:, None], scores, fallback)
+        # never recommend what the user has (model items), nor any catalogue item the request names
+        cells = self.owned_columns(user, history)
         scores = tf.tensor_scatter_nd_update(
-            scores, tf.stack([rows, cols], axis=1), tf.fill(tf.shape(rows), tf.constant(-np.inf, tf.float32))
+            scores, cells, tf.fill(tf.shape(cells)[:1], tf.constant(-np.inf, tf.float32))
         )
         kk = tf.clip_by_value(tf.reduce_max(tf.concat([k, [1]], 0)), 1, self.n_target)
         top = tf.math.top_k(scores, k=kk)
@@ -303,15 +328,58 @@ class CatalogueRetrieval(tf.Module):
             out["prior"] = tf.identity(self.item_prior)
         return out
 
+    def _recommend(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Signature ``recommend`` (``self.recommend``, made only with a retrieve → rank stage): what
+        ``serving_default`` takes and returns, scored by the shipped ``transfer`` (retrieve → rank in this graph)."""
+        stage = self.retrieve_rank
+        user = self.encode(user_id, history)
+        usable = user["usable"]
+        cells = self.owned_columns(user, history)
+        batch = tf.shape(user_id, out_type=tf.int64)[0]
+        mine = tf.scatter_nd(
+            tf.cast(cells, tf.int64), tf.ones(tf.shape(cells)[:1], tf.int32), tf.stack([batch, self.n_target])
+        )
+        mine = mine > 0
+        # the user's source items, multi-hot over W's rows
+        source = tf.gather(stage.source_column, user["owned"])
+        found = tf.where(source >= 0)
+        pairs = tf.stack([found[:, 0], tf.cast(tf.gather_nd(source, found), tf.int64)], axis=1)
+        hot = tf.scatter_nd(pairs, tf.ones(tf.shape(pairs)[:1], tf.float64), tf.stack([batch, stage.spec.n_source]))
+        hot = tf.minimum(hot, 1.0)
+        scores = stage.scores(self.model_scores(user), hot, mine)
+        fallback = tf.broadcast_to(tf.cast(self.popularity, tf.float64)[None, :], tf.shape(scores))
+        scores = tf.where(usable[:, None], scores, fallback)
+        scores = tf.where(mine, tf.constant(-np.inf, tf.float64), scores)  # never recommend what the user has
+        kk = tf.clip_by_value(tf.reduce_max(tf.concat([k, [1]], 0)), 1, self.n_target)
+        top = tf.math.top_k(scores, k=kk)
+        return {
+            "item_ids": tf.gather(self.target_ids, top.indices),
+            "scores": tf.cast(top.values, tf.float32),
+            "popularity_fallback": tf.logical_not(usable),
+        }
+
     def signatures(self) -> dict[str, object]:
-        return {"serving_default": self.serve, "query": self.user_query, "candidates": self.candidates}
+        out = {"serving_default": self.serve, "query": self.user_query, "candidates": self.candidates}
+        if self.has_recommend:
+            out["recommend"] = self.recommend
+        return out
+
+    @property
+    def warmup_signatures(self) -> tuple[str, ...]:
+        """The signatures TF Serving warms up on load (they take the same inputs)."""
+        return ("serving_default", "recommend") if self.has_recommend else ("serving_default",)
 
 
 class RetrievalServable(CatalogueRetrieval):
-    """``xcat_retrieval`` of a trained model: its encoder and every target item."""
+    """``xcat_retrieval`` of a trained model: its encoder and every target item (and, with ``retrieve_rank``,
+    the ``recommend`` signature)."""
 
-    def __init__(self, model: XcatModel, space: FeatureSpace) -> None:
-        super().__init__(RetrievalEncoder(model, space), Catalogue.from_model(model, space))
+    def __init__(self, model: XcatModel, space: FeatureSpace, retrieve_rank: RetrieveRank | None = None) -> None:
+        catalogue = Catalogue.from_model(model, space)
+        stage = None
+        if retrieve_rank is not None:
+            stage, catalogue.rank = stage_of(retrieve_rank, space)
+        super().__init__(RetrievalEncoder(model, space), catalogue, stage)
 
 
 class RankingServable(_UserQuery):

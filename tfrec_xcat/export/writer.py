@@ -43,11 +43,11 @@ def next_version(out: Path, names: list[str]) -> int:
     return 1 + max([0, *(v for n in names for v in versions(out / n))])
 
 
-def warmup_records(name: str, inputs: dict[str, np.ndarray]) -> bytes:
-    """One serialized ``PredictionLog`` asking ``name`` to predict ``inputs``."""
+def warmup_records(name: str, inputs: dict[str, np.ndarray], signature: str = "serving_default") -> bytes:
+    """One serialized ``PredictionLog`` asking ``name``'s ``signature`` to predict ``inputs``."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature))
     for key, value in inputs.items():
         request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
     log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
@@ -93,7 +93,8 @@ def write_version(
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
         with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-            writer.write(warmup_records(name, warmup))
+            for signature in getattr(module, "warmup_signatures", ("serving_default",)):
+                writer.write(warmup_records(name, warmup, signature))
         if before_rename is not None:
             before_rename(tmp)
         if not publish and target.exists():

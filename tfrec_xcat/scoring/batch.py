@@ -1,9 +1,12 @@
 """``tfrec-xcat score``: offline top-k for many users from the exported ``xcat_retrieval`` SavedModel.
 
-Scores come from the SavedModel's ``query`` and ``candidates`` signatures, so offline and online agree. Users
-are encoded in large batches; their top-k over all target items is found a block of users at a time with
-threshold pruning (``top_k_blocked``), so the full users × items score matrix never exists. Items a user
-already has are excluded.
+When the model has the ``recommend`` signature (the shipped ``transfer``: retrieve → rank in the graph), users are
+scored by it, a few hundred per call, so offline and online agree; it is exact (its own top-k over all target
+items). Otherwise (or with ``--index scann``, which searches the two-tower's vectors) scores come from the
+``query`` and ``candidates`` signatures, as ``serving_default`` computes them: users are encoded in large
+batches; their top-k over all target items is found a block of users at a time with threshold pruning
+(``top_k_blocked``), so the full users × items score matrix never exists. Items a user already has are excluded
+(also those older than the ``MAX_HISTORY`` items sent to the model).
 A user the model cannot place (unknown id, no known history) gets the target popularity list, as online.
 
 Output: ``part-NNNNN.parquet`` shards (``user_id, rank, item_id, score``), each written whole then renamed into
@@ -13,6 +16,7 @@ the missing shards; the result is identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -52,9 +56,16 @@ class Retrieval:
     column: dict[str, int] = field(default_factory=dict)  # item id → position in item_ids / vectors
     wide: bool = False  # a wide & deep model: vectors end with the item prior, queries get a 1 and a wide term
     loaded: Any = None  # the SavedModel object, which keeps the signatures' resources alive
+    recommend: Any = None  # signature ``recommend`` (user_id, history, k → item_ids, scores, popularity_fallback)
+
+    @property
+    def signature(self) -> str:
+        """What scores the users: ``recommend``, or ``query`` + ``candidates`` (the two-tower)."""
+        return "recommend" if self.recommend is not None else "query+candidates"
 
 
-def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retrieval:
+def load_retrieval(model_dir: str | Path, version: int | None = None, *, recommend: bool = True) -> Retrieval:
+    """The exported model's pieces (``recommend``: use its ``recommend`` signature when it has one)."""
     import tensorflow as tf
 
     from tfrec_xcat.export.writer import versions
@@ -95,6 +106,7 @@ def load_retrieval(model_dir: str | Path, version: int | None = None) -> Retriev
         popularity=candidates["popularity"].numpy().astype(np.float32),
         column={item: i for i, item in enumerate(item_ids)},
         loaded=loaded,
+        recommend=loaded.signatures.get("recommend") if recommend else None,
     )
 
 
@@ -150,6 +162,8 @@ def plan_key(users: np.ndarray, k: int, block: int, retrieval: Retrieval, index:
     digest.update(f"|{k}|{block}|{where}|{retrieval.version}".encode())
     if index != "brute":
         digest.update(f"|{index}".encode())
+    if retrieval.recommend is not None:
+        digest.update(b"|recommend")
     return digest.hexdigest()[:16]
 
 
@@ -171,6 +185,9 @@ def score_users(
     """
     check_settings(k, block)
     out = Path(out)
+    if index != "brute" and retrieval.recommend is not None:
+        log.warning("--index %s searches the two-tower's vectors: the recommend signature is not used", index)
+        retrieval = dataclasses.replace(retrieval, recommend=None)
     key = plan_key(users, k, block, retrieval, index)
     claim_output(out, key, {"users": len(users), "k": k, "block": block, "index": index})
     searcher = build_index(index, retrieval.vectors, k)
@@ -210,6 +227,7 @@ def score_users(
         "shards": shards,
         "popularity_fallback_users_this_run": fallback,
         "model": str(retrieval.path),
+        "signature": retrieval.signature,
         "index": index,
         "seconds_this_run": seconds,
     }
@@ -228,11 +246,14 @@ def score_block(
     index: Index | None = None,
 ) -> tuple[pa.Table, int, np.ndarray]:
     """Top-``k`` rows of one block of users (exact search unless ``index`` says otherwise); returns the table,
-    how many took the popularity path, and the query vectors of the others."""
+    how many took the popularity path, and the query vectors of the others (none with ``recommend``)."""
     column = retrieval.column
     width = max(1, max(len(h) for h in hist))
     padded = encode([h + [""] * (width - len(h)) for h in hist])
     ids = encode(list(users))
+    if retrieval.recommend is not None and (index is None or index.name == "brute"):
+        top_cols, top_scores, usable = recommend_block(retrieval, ids, padded, hist, owned, k)
+        return _table(retrieval, users, top_cols, top_scores), int((~usable).sum()), np.zeros((0, 0), np.float32)
     add = None
     if retrieval.wide:  # the wide term is dense per call: a few hundred users at a time
         parts = [
@@ -259,8 +280,12 @@ def score_block(
         pop_exclude = exclusions_of(exclude, sub, len(users))
         pop = np.tile(retrieval.popularity, (len(sub), 1))
         top_cols[sub], top_scores[sub] = _popularity_topk(pop, k, pop_exclude)
+    return _table(retrieval, users, top_cols, top_scores), int((~usable).sum()), queries[usable]
+
+
+def _table(retrieval: Retrieval, users: np.ndarray, top_cols: np.ndarray, top_scores: np.ndarray) -> pa.Table:
     kk = top_cols.shape[1]
-    table = pa.table(
+    return pa.table(
         {
             "user_id": pa.array([str(u) for u in np.repeat(np.asarray(users, dtype=object), kk)], pa.string()),
             "rank": pa.array(np.tile(np.arange(1, kk + 1, dtype=np.int32), len(users))),
@@ -268,7 +293,45 @@ def score_block(
             "score": pa.array(top_scores.ravel().astype(np.float32)),
         }
     )
-    return table, int((~usable).sum()), queries[usable]
+
+
+def recommend_block(
+    retrieval: Retrieval,
+    ids: np.ndarray,
+    padded: np.ndarray,
+    hist: list[list[str]],
+    owned: list[np.ndarray],
+    k: int,
+    calls: int = 256,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cols, scores, usable) of a block from the ``recommend`` signature, ``calls`` users per call. The graph
+    excludes the items of the history it is sent; a user's older items are excluded here, from a few more
+    answers asked for (as many as the most such items in the call)."""
+    column, n_items = retrieval.column, len(retrieval.item_ids)
+    kk = min(k, n_items)
+    cols_out = np.zeros((len(ids), kk), np.int64)
+    scores_out = np.full((len(ids), kk), -np.inf, np.float32)
+    usable = np.ones(len(ids), bool)
+    for start in range(0, len(ids), calls):
+        stop = min(start + calls, len(ids))
+        older = [
+            {column[i] for i in owned[r] if i in column} - {column[i] for i in hist[r] if i in column}
+            for r in range(start, stop)
+        ]
+        ask = min(kk + max(map(len, older)), n_items)
+        width = max(1, max(len(h) for h in hist[start:stop]))
+        reply = retrieval.recommend(
+            user_id=ids[start:stop], history=padded[start:stop, :width], k=np.full(stop - start, ask, np.int32)
+        )
+        got = np.asarray([[column[i] for i in row] for row in decode(reply["item_ids"].numpy())], np.int64)
+        scores = reply["scores"].numpy().astype(np.float32)
+        usable[start:stop] = ~reply["popularity_fallback"].numpy()
+        for r, drop in enumerate(older):
+            keep = ~np.isin(got[r], list(drop)) if drop else np.ones(len(got[r]), bool)
+            order = np.concatenate([np.flatnonzero(keep), np.flatnonzero(~keep)])[:kk]
+            cols_out[start + r] = got[r][order]
+            scores_out[start + r] = np.where(keep[order], scores[r][order], -np.inf)
+    return cols_out, scores_out, usable
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -84,9 +84,15 @@ class RestClient:
         instances: list[dict[str, Any]] | None = None,
         inputs: dict[str, Any] | None = None,
         version: int | None = None,
+        signature: str | None = None,
     ) -> Any:
+        """``:predict`` in the row (``instances``) or columnar (``inputs``) format; ``signature``: the
+        ``signature_name`` (default the model's ``serving_default``)."""
         path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
-        return self._call(path, {"instances": instances} if instances is not None else {"inputs": inputs})
+        body: dict[str, Any] = {"instances": instances} if instances is not None else {"inputs": inputs}
+        if signature:
+            body["signature_name"] = signature
+        return self._call(path, body)
 
 
 class GrpcClient:
@@ -98,14 +104,16 @@ class GrpcClient:
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.timeout = timeout
 
-    def predict(self, model: str, inputs: dict[str, Any], version: int | None = None) -> dict[str, np.ndarray]:
+    def predict(
+        self, model: str, inputs: dict[str, Any], version: int | None = None, signature: str = "serving_default"
+    ) -> dict[str, np.ndarray]:
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
-        request.model_spec.signature_name = "serving_default"
+        request.model_spec.signature_name = signature
         if version is not None:
             request.model_spec.version.value = version
         for name, value in inputs.items():

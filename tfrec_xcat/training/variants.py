@@ -49,6 +49,10 @@ class NeuralModel(Recommender):
     model_overrides: ClassVar[dict[str, Any]] = {}
     training_overrides: ClassVar[dict[str, Any]] = {}
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.trainer_options: dict[str, Any] = {}  # the trainer's strategy / progress (``tfrec-xcat train``)
+
     def specs(self, prepared: PreparedSeed) -> tuple[ModelSpec, TrainSpec]:
         """The configured specs with this variant's (and this grid point's) overrides applied."""
         model = dataclasses.replace(prepared.config.model, **self.model_overrides, **self.params.get("model", {}))
@@ -57,8 +61,10 @@ class NeuralModel(Recommender):
 
     def fit(self, prepared: PreparedSeed) -> None:
         model_spec, train_spec = self.specs(prepared)
-        result = train_two_tower(prepared, model_spec, train_spec, prepared.workdir or "runs/work")
-        self.model = result.model
+        result = train_two_tower(
+            prepared, model_spec, train_spec, prepared.workdir or "runs/work", **self.trainer_options
+        )
+        self.model, self.space, self.model_spec = result.model, result.space, model_spec
         self.item_vectors = self.model.target_item_vectors()
         self._scores = self.model.row_scorer(self.item_vectors)
         self.history = result.history
@@ -86,8 +92,8 @@ class TransferDeep(NeuralModel):
 
 
 class TransferWideDeep(NeuralModel):
-    """The transfer two-tower with the jointly trained memorisation term (the retrieval stage of ``transfer``,
-    and what ``tfrec-xcat train`` trains and ``export`` serves)."""
+    """The transfer two-tower with the jointly trained memorisation term (the retrieval stage of ``transfer``;
+    the exported ``xcat_retrieval`` serves it alone as ``serving_default``)."""
 
     model_overrides: ClassVar[dict[str, Any]] = {"memorisation": True}
     training_overrides: ClassVar[dict[str, Any]] = {"mode": "full"}

@@ -1,0 +1,277 @@
+"""The retrieve → rank stage of the shipped ``transfer`` as a graph: from the two-tower's scores to the final
+ranking, exactly as ``Transfer.score`` computes it in NumPy (:mod:`tfrec_xcat.training.hybrid`).
+
+It has two halves, so ``tfrec-xcat reindex`` can edit the catalogue around the same stage:
+
+- :class:`StageSpec`, what does not depend on the catalogue: the chosen stage, the fusion weight, the candidates
+  N, the ranking features and memorisation families, the model's source items, the ranker ensemble's weights;
+- :class:`RankColumns`, one row per catalogue item: its column of every memorisation family's W and of the raw
+  co-occurrence counts (source items × this item), its popularity feature and the wide stage's tie-break. A new
+  item has empty columns and popularity 0 (no training interactions: no memorisation); a removed item's row goes.
+
+Given a batch's deep scores (the wide & deep two-tower), the user's source items (multi-hot) and their own
+catalogue items, :meth:`RetrieveRankGraph.scores` returns the (B, T) scores of the chosen stage:
+
+- ``deep``: the two-tower's scores;
+- ``wide``: the memorisation term ``multi-hot source history × W`` (one sparse-dense product) plus the popularity
+  tie-break its baseline adds;
+- ``fusion``: standardised deep + w · standardised log1p(wide);
+- ``ranker``: the candidate lists and their features (:mod:`tfrec_xcat.export.ranking_features`: every family's
+  scores, the strongest co-occurrence link), each ensemble member's normalisation + MLP, their mean logit; then
+  the candidates by that logit and every other item by its fused score - 1e4.
+
+The user's own items are -inf in every stage (never recommended). Scores are float64 (the NumPy precision of
+wide and fusion; deep and ranker are float32 values), so the ordering is the in-process one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+
+from tfrec_xcat.export.ranking_features import candidate_lists, check_features, fused, max_link
+from tfrec_xcat.features.space import FeatureSpace
+from tfrec_xcat.training.shipped import RankerWeights, RetrieveRank
+
+OUTSIDE_LISTS = 1e4  # Transfer._ranked_scores: items outside the candidate lists sit this far below any logit
+EPSILON = 1e-7  # the Keras Normalization layer's floor on the standard deviation
+
+
+@dataclass
+class StageSpec:
+    """The catalogue-independent half of the stage (see the module docstring)."""
+
+    stage: str  # deep | wide | fusion | ranker
+    fusion_weight: float
+    candidates: int  # N per first-stage list (ranker stage)
+    features: list[str]  # the ranking features, in order (ranker stage)
+    families: list[str]  # memorisation families held as columns: the chosen one first, then the others
+    source_column: np.ndarray  # [n_items + 1] int32: model item index → source column of W, -1 for none
+    n_source: int
+    members: list[RankerWeights]
+
+
+@dataclass
+class RankColumns:
+    """The catalogue half: one row per catalogue item (see the module docstring)."""
+
+    memorisation: list[sp.csr_matrix]  # per family of StageSpec.families: (n_rows, n_source) W columns
+    counts: sp.csr_matrix  # (n_rows, n_source) raw co-occurrence counts (empty unless the stage is ranker)
+    log_popularity: np.ndarray  # (n_rows,) float64: log1p(popularity) / max(log1p(max training popularity), 1)
+    tiebreak: np.ndarray  # (n_rows,) float64: the wide stage's popularity tie-break
+
+    def edited(self, keep: np.ndarray, added: int) -> RankColumns:
+        """The rows ``keep`` (in that order), then ``added`` new items: empty columns, popularity 0."""
+
+        def rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+            empty = sp.csr_matrix((added, matrix.shape[1]), dtype=matrix.dtype)
+            return sp.vstack([matrix.tocsr()[keep], empty], format="csr")
+
+        zeros = np.zeros(added, np.float64)
+        return RankColumns(
+            memorisation=[rows(w) for w in self.memorisation],
+            counts=rows(self.counts),
+            log_popularity=np.concatenate([self.log_popularity[keep], zeros]),
+            tiebreak=np.concatenate([self.tiebreak[keep], zeros]),
+        )
+
+
+def stage_of(part: RetrieveRank, space: FeatureSpace) -> tuple[StageSpec, RankColumns]:
+    """The two halves of a trained run's retrieve → rank stage, its catalogue being every target item."""
+    source_items = space.items_of(space.source)
+    n_source, n_target = len(source_items), len(space.items_of(space.target))
+    if part.weights.shape != (n_source, n_target):
+        raise ValueError(
+            f"the memorisation matrix is {part.weights.shape}, the feature space has {n_source} source × "
+            f"{n_target} target items: the run's files do not belong together"
+        )
+    source_column = np.full(space.n_items + 1, -1, dtype=np.int32)
+    source_column[source_items] = np.arange(n_source, dtype=np.int32)
+    ranker = part.stage == "ranker"
+    families: dict[str, sp.csr_matrix] = {}  # the chosen family first (the wide and fusion stages read it)
+    if part.stage != "deep":
+        families[str(part.wide.get("model", "wide"))] = part.weights
+    if ranker:
+        n_features = part.members[0].kernels[0].shape[0] if part.members else 0
+        check_features(part.features, list(part.others), n_features)
+        families.update(part.others)
+    counts = part.counts if ranker and part.counts is not None else sp.csr_matrix((n_source, n_target))
+    pop = np.asarray(part.popularity, np.float64)
+    spec = StageSpec(
+        stage=part.stage,
+        fusion_weight=float(part.fusion_weight),
+        candidates=int(part.candidates),
+        features=list(part.features) if ranker else [],
+        families=list(families),
+        source_column=source_column,
+        n_source=n_source,
+        members=list(part.members) if ranker else [],
+    )
+    columns = RankColumns(
+        memorisation=[w.T.tocsr() for w in families.values()],
+        counts=counts.T.tocsr(),
+        log_popularity=np.log1p(pop) / max(np.log1p(pop.max(initial=0.0)), 1.0),
+        tiebreak=np.asarray(part.tiebreak, np.float64),
+    )
+    return spec, columns
+
+
+def _variable(value: np.ndarray, name: str, dtype: tf.DType) -> tf.Variable:
+    return tf.Variable(tf.constant(np.asarray(value), dtype), trainable=False, name=name)
+
+
+class RetrieveRankGraph(tf.Module):
+    """The chosen final stage of ``transfer`` over (B, T) deep scores; its variables hold both halves, so
+    :func:`spec_of` and :func:`columns_of` read them back from a loaded version."""
+
+    def __init__(self, spec: StageSpec, columns: RankColumns, n_target: int) -> None:
+        super().__init__()
+        if spec.stage == "ranker":
+            check_features(spec.features, spec.families[1:], spec.members[0].kernels[0].shape[0])
+        self.spec, self.n_target = spec, n_target
+        self.stage_name = tf.Variable(spec.stage, trainable=False, name="stage")
+        self.fusion_weight = tf.Variable(float(spec.fusion_weight), dtype=tf.float64, trainable=False, name="fusion")
+        self.candidates = tf.Variable(int(spec.candidates), dtype=tf.int32, trainable=False, name="candidates")
+        self.features = tf.Variable(tf.constant(spec.features, tf.string, [len(spec.features)]), trainable=False)
+        self.families = tf.Variable(tf.constant(spec.families, tf.string, [len(spec.families)]), trainable=False)
+        self.source_column = _variable(spec.source_column, "source_column", tf.int32)
+        self.n_source = tf.Variable(int(spec.n_source), dtype=tf.int32, trainable=False, name="n_source")
+        self.n_members = tf.Variable(len(spec.members), dtype=tf.int32, trainable=False, name="members")
+        self.n_layers = tf.Variable(
+            len(spec.members[0].kernels) if spec.members else 0, dtype=tf.int32, trainable=False, name="layers"
+        )
+        for m, member in enumerate(spec.members):
+            setattr(self, f"member{m}_mean", _variable(member.mean, f"member{m}_mean", tf.float32))
+            setattr(self, f"member{m}_variance", _variable(member.variance, f"member{m}_variance", tf.float32))
+            for i, (kernel, bias) in enumerate(zip(member.kernels, member.biases, strict=True)):
+                setattr(self, f"member{m}_kernel{i}", _variable(kernel, f"member{m}_kernel{i}", tf.float32))
+                setattr(self, f"member{m}_bias{i}", _variable(bias, f"member{m}_bias{i}", tf.float32))
+        # the catalogue half: each family's W columns (catalogue row × source item, for one sparse-dense product
+        # with the multi-hot history), the counts as CSR rows, the per-item arrays
+        if len(columns.memorisation) != len(spec.families):
+            raise ValueError(f"{len(columns.memorisation)} memorisation families' columns for {spec.families}")
+        for f, matrix in enumerate(columns.memorisation):
+            coo = matrix.tocoo()
+            order = np.lexsort((coo.col, coo.row))
+            indices = np.stack([coo.row[order], coo.col[order]], axis=1).astype(np.int64).reshape(-1, 2)
+            setattr(self, f"family{f}_indices", _variable(indices, f"family{f}_indices", tf.int64))
+            setattr(self, f"family{f}_values", _variable(coo.data[order], f"family{f}_values", tf.float64))
+        counts = columns.counts.tocsr()
+        counts.sort_indices()
+        self.counts_indptr = _variable(counts.indptr, "counts_indptr", tf.int64)
+        self.counts_indices = _variable(counts.indices, "counts_indices", tf.int64)
+        self.counts_values = _variable(counts.data, "counts_values", tf.float64)
+        self.log_popularity = _variable(columns.log_popularity, "log_popularity", tf.float64)
+        self.tiebreak = _variable(columns.tiebreak, "wide_tiebreak", tf.float64)
+
+    def _product(self, family: int, hot: tf.Tensor, *, support: bool = False) -> tf.Tensor:
+        """(B, T) ``hot @ W_family`` (``support``: with every stored link as 1, as ``Signals.support_matrix``)."""
+        indices, values = getattr(self, f"family{family}_indices"), getattr(self, f"family{family}_values")
+        values = tf.ones_like(values) if support else values
+        matrix = tf.sparse.SparseTensor(indices, values, [self.n_target, self.spec.n_source])
+        return tf.transpose(tf.sparse.sparse_dense_matmul(matrix, hot, adjoint_b=True))
+
+    def logits(self, features: tf.Tensor) -> tf.Tensor:
+        """(B, L) the ensemble's mean logit of (B, L, F) float32 features (each member as ``ListwiseRanker``)."""
+        total = None
+        for m, member in enumerate(self.spec.members):
+            x = (features - getattr(self, f"member{m}_mean")) / tf.maximum(
+                tf.sqrt(getattr(self, f"member{m}_variance")), EPSILON
+            )
+            layers = len(member.kernels)
+            for i in range(layers):
+                x = tf.tensordot(x, getattr(self, f"member{m}_kernel{i}"), [[2], [0]])
+                x = tf.nn.bias_add(x, getattr(self, f"member{m}_bias{i}"))
+                if i < layers - 1:
+                    x = tf.nn.relu(x)
+            logit = x[..., 0]
+            total = logit if total is None else total + logit
+        assert total is not None
+        return total / len(self.spec.members)
+
+    def scores(self, deep: tf.Tensor, hot: tf.Tensor, owned: tf.Tensor) -> tf.Tensor:
+        """(B, T) float64 final scores from the two-tower's (B, T) ``deep`` scores, the (B, n_source) float64
+        multi-hot source history ``hot`` and the (B, T) bool ``owned`` catalogue items."""
+        stage = self.spec.stage
+        minus_inf = tf.constant(-math.inf, tf.float64)
+        deep = tf.where(owned, minus_inf, tf.cast(deep, tf.float64))
+        if stage == "deep":
+            return deep
+        wide = tf.where(owned, minus_inf, self._product(0, hot))
+        if stage == "wide":
+            return wide + self.tiebreak[None, :]
+        fusion = fused(deep, wide, self.spec.fusion_weight)
+        if stage == "fusion":
+            return fusion
+        support = self._product(0, hot, support=True)
+        others = {name: self._product(f, hot) for f, name in enumerate(self.spec.families[1:], start=1)}
+        history = tf.reduce_sum(hot, axis=1)
+
+        def link(columns: tf.Tensor) -> tf.Tensor:
+            return max_link(self.counts_indptr, self.counts_indices, self.counts_values, hot, columns)
+
+        columns, mask, features = candidate_lists(
+            deep, wide, support, others, link, self.log_popularity, history, self.spec.candidates
+        )
+        logits = self.logits(features)  # (B, L) float32
+        fallback = tf.cast(fusion, tf.float32)
+        outside = tf.where(tf.math.is_finite(fallback), fallback - OUTSIDE_LISTS, -math.inf)
+        where = tf.where(mask)  # (M, 2): batch row, list position
+        rows = tf.cast(where[:, 0], tf.int32)
+        cells = tf.stack([rows, tf.gather_nd(columns, where)], axis=1)
+        ranked = tf.tensor_scatter_nd_update(outside, cells, tf.gather_nd(logits, where))
+        return tf.cast(ranked, tf.float64)
+
+
+def _text(values: np.ndarray) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1)]
+
+
+def spec_of(loaded: object) -> StageSpec:
+    """The :class:`StageSpec` held by a loaded version's ``retrieve_rank`` child."""
+    members, layers = int(loaded.n_members.numpy()), int(loaded.n_layers.numpy())
+
+    def array(name: str) -> np.ndarray:
+        return getattr(loaded, name).numpy()
+
+    return StageSpec(
+        stage=loaded.stage_name.numpy().decode("utf-8"),
+        fusion_weight=float(loaded.fusion_weight.numpy()),
+        candidates=int(loaded.candidates.numpy()),
+        features=_text(loaded.features.numpy()),
+        families=_text(loaded.families.numpy()),
+        source_column=array("source_column").astype(np.int32),
+        n_source=int(loaded.n_source.numpy()),
+        members=[
+            RankerWeights(
+                mean=array(f"member{m}_mean"),
+                variance=array(f"member{m}_variance"),
+                kernels=[array(f"member{m}_kernel{i}") for i in range(layers)],
+                biases=[array(f"member{m}_bias{i}") for i in range(layers)],
+            )
+            for m in range(members)
+        ],
+    )
+
+
+def columns_of(loaded: object, n_rows: int, n_source: int) -> RankColumns:
+    """The :class:`RankColumns` held by a loaded version's ``retrieve_rank`` child (``n_rows`` catalogue items)."""
+    shape = (n_rows, n_source)
+    families = []
+    for f in range(len(loaded.families.numpy())):
+        indices = getattr(loaded, f"family{f}_indices").numpy().reshape(-1, 2)
+        values = getattr(loaded, f"family{f}_values").numpy()
+        families.append(sp.csr_matrix((values, (indices[:, 0], indices[:, 1])), shape=shape))
+    counts = sp.csr_matrix(
+        (loaded.counts_values.numpy(), loaded.counts_indices.numpy(), loaded.counts_indptr.numpy()), shape=shape
+    )
+    return RankColumns(
+        memorisation=families,
+        counts=counts,
+        log_popularity=loaded.log_popularity.numpy().astype(np.float64),
+        tiebreak=loaded.tiebreak.numpy().astype(np.float64),
+    )
