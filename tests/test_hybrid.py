@@ -208,3 +208,35 @@ def test_wide_and_deep_scores_in_graph_equal_numpy(ctx: PreparedSeed) -> None:
     ).numpy()
     np.testing.assert_allclose(dense, graph, rtol=1e-4, atol=1e-4)
     assert float(xcat.memorisation.alpha.numpy()) != 1.0  # learned, not left at its initial value
+
+
+def test_transfer_without_target_titles(small_shop_dir: Path, tmp_path: Path) -> None:
+    """As on Movies→Books (books have no titles): target items known by id alone still train, rank and score."""
+    import pandas as pd
+
+    shop = tmp_path / "untitled"
+    shop.mkdir()
+    (shop / "interactions.csv.gz").write_bytes((small_shop_dir / "interactions.csv.gz").read_bytes())
+    items = pd.read_csv(small_shop_dir / "items.csv")
+    kitchen = items["category"] == "Kitchen"
+    items.loc[kitchen, ["title", "brand"]] = ""
+    items.to_csv(shop / "items.csv", index=False)
+    config = load_config(
+        None,
+        {
+            "data": {"path": str(shop), "source": "Food", "target": "Kitchen"},
+            "model": SMALL_MODEL,
+            "training": QUICK_TRAINING,
+            "ranker": {"candidates": [20], "epochs": 2, "fusion_weights": [1.0], "ensemble": 2},
+        },
+    )
+    prepared = prepare_seed(config, 0, workdir=tmp_path / "work")
+    space = prepared.feature_space()
+    target = space.items_of(space.target)
+    assert not space.item_tokens[target].any(), "the target items should have no title tokens"
+    model = Transfer()
+    model.fit(prepared)
+    rows = prepared.m.segment_users["cold_start_test"]
+    scores = model.score(rows[:9])
+    assert scores.shape == (9, len(prepared.m.target_items)) and np.isfinite(scores).all()
+    assert prepared.validate(model.score) > 0.0
