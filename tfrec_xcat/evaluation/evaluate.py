@@ -30,14 +30,19 @@ HISTORY_BUCKETS: tuple[tuple[str, int, float], ...] = (
 NEW_ITEM_VIEWS = ("full", "among_new")
 
 
+def segment_rows(m: SplitMatrices, segment: str) -> np.ndarray:
+    """The users of ``segment`` that have ground truth there: the ones every metric of the segment averages over."""
+    rows = m.segment_users[segment]
+    return rows[np.asarray(m.truth[segment][rows].getnnz(axis=1)) > 0]
+
+
 def _per_user(
     scorer: Scorer, m: SplitMatrices, segment: str, views: dict[str, np.ndarray | None], chunk: int
 ) -> dict[str, pd.DataFrame]:
     """Per-user metrics of ``scorer`` on ``segment`` for each view (target columns to rank; None = all), scoring
     each block of users once."""
-    rows = m.segment_users[segment]
+    rows = segment_rows(m, segment)
     truth = m.truth[segment]
-    rows = rows[np.asarray(truth[rows].getnnz(axis=1)) > 0]
     parts: dict[str, list[pd.DataFrame]] = {view: [] for view in views}
     for start in range(0, len(rows), chunk):
         block = rows[start : start + chunk]

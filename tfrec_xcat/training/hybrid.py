@@ -36,6 +36,7 @@ from tfrec_xcat.baselines.base import MatrixBaseline
 from tfrec_xcat.baselines.cooccurrence import Cooccurrence
 from tfrec_xcat.baselines.itemknn import ItemKnn
 from tfrec_xcat.baselines.rp3beta import Rp3Beta
+from tfrec_xcat.evaluation.evaluate import segment_rows
 from tfrec_xcat.evaluation.metrics import list_ndcg
 from tfrec_xcat.features.matrices import SplitMatrices
 from tfrec_xcat.features.memorisation import overlap_counts
@@ -429,9 +430,7 @@ class Transfer(Recommender):
 
     def _validation_lists(self, prepared: PreparedSeed, n: int) -> tuple[np.ndarray, Lists]:
         """The cold-start validation users with ground truth (as the evaluator takes them) and their lists."""
-        m = prepared.m
-        rows = m.segment_users["cold_start_val"]
-        rows = rows[np.asarray(m.truth["cold_start_val"][rows].getnnz(axis=1)) > 0]
+        rows = segment_rows(prepared.m, "cold_start_val")
         return rows, self.signals.lists(rows, n)
 
     def _list_validator(
