@@ -33,6 +33,17 @@ def test_toml_and_overrides(tmp_path: Path) -> None:
     assert config.run.seeds == [0, 1, 2]
 
 
+def test_pseudo_new_fraction_is_auto_or_a_share(tmp_path: Path) -> None:
+    assert load_config(None).ranker.pseudo_new_fraction == "auto"
+    assert load_config(None, {"ranker": {"pseudo_new_fraction": 0}}).ranker.pseudo_new_fraction == 0.0
+    path = tmp_path / "c.toml"
+    path.write_text("[ranker]\npseudo_new_fraction = 0.05\n")
+    config = load_config(path)
+    assert config.ranker.pseudo_new_fraction == 0.05
+    path.write_text(config.to_toml())
+    assert load_config(path) == config
+
+
 def test_round_trip(tmp_path: Path) -> None:
     config = load_config(None, {"data": {"source": "S", "text_columns": ["title"]}, "run": {"seeds": [4, 5]}})
     path = tmp_path / "again.toml"
@@ -52,6 +63,9 @@ def test_round_trip(tmp_path: Path) -> None:
         ("[run]\nseeds = []\n", "at least one seed"),
         ("[run]\nseeds = [1, 'a']\n", r"run.seeds\[1\]: expected int"),
         ("[data\n", "invalid TOML"),
+        ("[ranker]\npseudo_new_fraction = 'many'\n", r"ranker: pseudo_new_fraction must be \"auto\" or in \[0, 1\)"),
+        ("[ranker]\npseudo_new_fraction = 1.0\n", "pseudo_new_fraction must be"),
+        ("[ranker]\npseudo_new_fraction = true\n", "pseudo_new_fraction"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
@@ -240,3 +241,52 @@ def test_transfer_without_target_titles(small_shop_dir: Path, tmp_path: Path) ->
     scores = model.score(rows[:9])
     assert scores.shape == (9, len(prepared.m.target_items)) and np.isfinite(scores).all()
     assert prepared.validate(model.score) > 0.0
+
+
+def test_pseudo_new_items_leave_training_but_stay_labels(ctx: PreparedSeed) -> None:
+    reduced, rows = pseudo_cold_split(ctx, 0.2, new_fraction=0.25)
+    plain, same_rows = pseudo_cold_split(ctx, 0.2)
+    np.testing.assert_array_equal(rows, same_rows)  # the same pseudo cold-start users with or without
+    target = ctx.split.target
+    before = set(plain.split.train.loc[plain.split.train["category"] == target, "item_id"])
+    after = set(reduced.split.train.loc[reduced.split.train["category"] == target, "item_id"])
+    gone = before - after
+    assert after <= before and len(gone) == round(0.25 * len(before))
+    # every training interaction of a pseudo new item left; nothing else did; the labels are untouched
+    kept = plain.split.train[~plain.split.train["item_id"].isin(gone)]
+    assert len(reduced.split.train) == len(kept)
+    pd.testing.assert_frame_equal(reduced.split.heldout[PSEUDO_COLD], plain.split.heldout[PSEUDO_COLD])
+    assert reduced.split.heldout[PSEUDO_COLD]["item_id"].isin(gone).any()  # some labels are pseudo new items
+    again, _ = pseudo_cold_split(ctx, 0.2, new_fraction=0.25)
+    assert set(again.split.train["item_id"]) == set(reduced.split.train["item_id"])  # seeded
+
+
+def test_unseen_items_get_a_candidate_list_of_their_own(ctx: PreparedSeed) -> None:
+    """An item with no training interaction is proposed when the towers rank it high among the unseen items,
+    however low it is in the deep and memorisation lists."""
+    from tfrec_xcat.training.hybrid import Signals, popularity_of
+
+    m = ctx.m
+    wide = Cooccurrence()
+    wide.fit(ctx)
+    popularity = popularity_of(m).copy()
+    unseen_cols = np.arange(5)  # the first five target items, as if nobody had bought them
+    popularity[unseen_cols] = 0
+    rows = m.segment_users["cold_start_val"][:8]
+
+    class Deep:  # unseen items score lowest of all: only the third list can propose them
+        def score(self, rows: np.ndarray) -> np.ndarray:
+            scores = np.tile(np.linspace(1.0, 2.0, m.target.shape[1]), (len(rows), 1))
+            scores[:, unseen_cols] = -5.0 + np.arange(5) * 0.1
+            return scores
+
+    signals = Signals(Deep(), wide, m.target, popularity, np.asarray(m.source.getnnz(axis=1)))
+    lists = signals.lists(rows, 3)
+    unseen = lists.features[..., signals.features.index("unseen")] > 0
+    last = m.target.shape[1] - 1
+    for u in range(len(rows)):
+        real = set(lists.columns[u][lists.mask[u]])
+        assert {2, 3, 4} <= real and {last, last - 1, last - 2} <= real  # top 3 unseen, top 3 deep
+        assert set(lists.columns[u][lists.mask[u] & unseen[u]]) <= set(unseen_cols)
+    assert (lists.mask.sum(axis=1) <= 9).all()
+    assert (lists.first_rank[lists.mask] < 3).all()

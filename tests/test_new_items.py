@@ -211,3 +211,50 @@ def test_content_knn_bm25_also_finds_new_items(prepared: PreparedSeed) -> None:
     assert views["full"]["ndcg@10"].mean() > 0.1
     with pytest.raises(ValueError, match="content_knn weighting"):
         ContentKnn(weighting="lsi").fit(prepared)
+
+
+def test_unseen_items_are_scored_as_reindexed_new_items(prepared: PreparedSeed, tmp_path: Path) -> None:
+    """After training, an item no training interaction reached (a new item of the split) has the OOV id vector and
+    the least popular items' prior: its score is what ``reindex`` gives an item of the same content."""
+    import tensorflow as tf
+
+    from tfrec_xcat.models.layers import unseen_prior
+    from tfrec_xcat.models.spec import ModelSpec
+    from tfrec_xcat.training.spec import TrainSpec
+    from tfrec_xcat.training.trainer import train
+
+    spec = ModelSpec(embedding_dim=8, tower_layers=[16], text_dim=8, history_per_category=4, max_tokens=8)
+    space, frame = prepared.training_inputs(spec, "full")
+    result = train(
+        space,
+        frame,
+        spec,
+        TrainSpec(mode="full", source_epochs=1, epochs=1, batch_size=256),
+        validate=prepared.validate_model,
+        workdir=tmp_path,
+    )
+    model = result.model
+    counts = np.bincount(space.item_index(frame["item_id"]), minlength=space.n_items + 1)
+    new = space.item_index(prepared.split.new_items)
+    assert len(new) and not counts[new].any()
+    ids = model.item_tower.id_embedding.embeddings.numpy()
+    np.testing.assert_array_equal(ids[new], np.repeat(ids[:1], len(new), axis=0))
+    assert not np.allclose(ids[counts > 0][1:], ids[0])  # trained items keep their own
+    # the item tower embeds a new item exactly as it embeds the same content under the unknown id
+    features = model.item_features(tf.constant(new))
+    as_unknown = model.item_tower({**features, "item": tf.zeros_like(features["item"])}).numpy()
+    np.testing.assert_allclose(model.embed_items(tf.constant(new)).numpy(), as_unknown, atol=1e-6)
+    targets = space.items_of(space.target)
+    prior = model.memorisation.prior.embeddings.numpy()[:, 0]
+    expected = unseen_prior(prior[targets], counts[targets])
+    least = targets[(counts[targets] > 0) & (counts[targets] == counts[targets][counts[targets] > 0].min())]
+    assert expected == pytest.approx(prior[least].mean(), rel=1e-5)
+    np.testing.assert_allclose(prior[new], expected, rtol=1e-5)
+
+
+def test_unseen_prior_by_hand() -> None:
+    from tfrec_xcat.models.layers import unseen_prior
+
+    assert unseen_prior(np.array([5.0, 1.0, 2.0, 9.0]), np.array([0, 3, 1, 1])) == pytest.approx(5.5)
+    assert unseen_prior(np.array([1.0, 3.0]), np.array([0, 0])) == pytest.approx(2.0)  # nothing seen: all
+    assert unseen_prior(np.zeros(0), np.zeros(0)) == 0.0

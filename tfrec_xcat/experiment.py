@@ -98,6 +98,8 @@ def fit_and_evaluate(name: str, prepared: PreparedSeed) -> Fitted:
                 "cold_start_val": summarize(evaluate_segment(scorer, m, "cold_start_val")),
                 "cold_start_test": summarize(evaluate_segment(scorer, m, "cold_start_test")),
             }
+            for segment in NEW_ITEM_SEGMENTS if len(m.new_item_cols) else ():  # can each part surface new items?
+                ablations[part][segment] = summarize(evaluate_new_items(scorer, m, segment)["full"])
     summary = {
         "params": params,
         "selection": selection,
@@ -135,7 +137,7 @@ def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         out["ablations"] = {
             part: {
                 segment: over_seeds([r["ablations"][part][segment] for r in per_seed])
-                for segment in ("cold_start_val", "cold_start_test")
+                for segment in per_seed[0]["ablations"][part]
             }
             for part in per_seed[0]["ablations"]
         }

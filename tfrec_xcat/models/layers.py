@@ -52,6 +52,20 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(values * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
 
 
+def unseen_prior(prior: np.ndarray, popularity: np.ndarray) -> float:
+    """The prior an item with no training interaction gets: the mean learned prior of the items with the fewest
+    training interactions above none (of all of them when none has any).
+
+    The learned prior follows popularity; an unseen item was never a positive, so it gets what the least popular
+    items got rather than its untrained initial value or the average item's prior."""
+    prior, popularity = np.asarray(prior, np.float64), np.asarray(popularity)
+    if not len(prior):
+        return 0.0
+    seen = popularity > 0
+    least = seen & (popularity == popularity[seen].min()) if seen.any() else np.ones(len(prior), bool)
+    return float(prior[least].mean())
+
+
 class Memorisation(tf_keras.layers.Layer):
     """The wide part of a wide & deep retrieval score: ``alpha · log(1 + c(u, i)) + prior(i)``.
 

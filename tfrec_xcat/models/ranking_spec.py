@@ -19,6 +19,10 @@ class RankerSpec:
     # share of overlap TRAINING users made pseudo cold-start (their target items become the ranker's labels and
     # leave the deep model's and the memorisation term's training data)
     pseudo_cold_fraction: float = 0.15
+    # share of the target items still trained on that become pseudo new items for the ranker's training lists
+    # (every remaining training interaction of theirs leaves the reduced data); "auto": the share of the run's
+    # target catalogue with no training interaction, i.e. as many new items as scoring will meet
+    pseudo_new_fraction: float | str = "auto"
     candidates: list[int] = field(default_factory=lambda: [50, 100, 200])  # N per first-stage list
     wide: list[str] = field(default_factory=lambda: list(WIDE))  # memorisation terms to choose from
     fusion_weights: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0])
@@ -32,6 +36,12 @@ class RankerSpec:
     def __post_init__(self) -> None:
         if not 0.0 < self.pseudo_cold_fraction < 1.0:
             raise ValueError(f"pseudo_cold_fraction must be in (0, 1), got {self.pseudo_cold_fraction}")
+        if self.pseudo_new_fraction != "auto" and not (
+            isinstance(self.pseudo_new_fraction, (int, float))
+            and not isinstance(self.pseudo_new_fraction, bool)
+            and 0.0 <= self.pseudo_new_fraction < 1.0
+        ):
+            raise ValueError(f'pseudo_new_fraction must be "auto" or in [0, 1), got {self.pseudo_new_fraction!r}')
         if not self.candidates or any(n < 1 for n in self.candidates):
             raise ValueError(f"candidates must list positive sizes, got {self.candidates}")
         for name, allowed in (("wide", WIDE), ("stages", STAGES)):

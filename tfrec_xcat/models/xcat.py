@@ -23,7 +23,7 @@ import tf_keras
 
 from tfrec_xcat.features.memorisation import memorisation_scores
 from tfrec_xcat.features.space import FeatureSpace
-from tfrec_xcat.models.layers import GradientReversal, Memorisation, grl_lambda
+from tfrec_xcat.models.layers import GradientReversal, Memorisation, grl_lambda, unseen_prior
 from tfrec_xcat.models.spec import ModelSpec
 from tfrec_xcat.models.towers import ItemFeatures, ItemTower, UserTower
 
@@ -195,6 +195,31 @@ class XcatModel(tfrs.Model):
             self.domain_accuracy.update_state(labels, logits)
             loss += self.spec.grl_weight * domain_loss / replicas
         return loss
+
+    def settle_unseen_items(self, counts: np.ndarray) -> int:
+        """Score the items no training interaction reached as ``tfrec-xcat reindex`` scores a new item.
+
+        ``counts`` (n_items + 1,) are the training interactions per model item index. An unseen item's id vector
+        was never trained (it is still its random initialisation), so it gets the OOV row, which id dropout trained
+        as "an item known by its content only"; an unseen target item's prior stays at its zero initialisation,
+        which sits above or below the learned priors by chance, so it gets the mean prior of the least popular
+        seen target items (:func:`~tfrec_xcat.models.layers.unseen_prior`). Returns how many items were unseen."""
+        counts = np.asarray(counts)
+        unseen = np.flatnonzero(counts[1:] == 0) + 1
+        if not len(unseen):
+            return 0
+        if self.spec.use_ids:
+            table = self.item_tower.id_embedding.embeddings
+            values = table.numpy()
+            values[unseen] = values[0]
+            table.assign(values)
+        if self.memorisation is not None:
+            targets = self.target_items.numpy()
+            table = self.memorisation.prior.embeddings
+            values = table.numpy()
+            values[targets[counts[targets] == 0], 0] = unseen_prior(values[targets, 0], counts[targets])
+            table.assign(values)
+        return len(unseen)
 
     # ---------------------------------------------------------------------------------- scoring
     def target_item_vectors(self, batch: int = 8192) -> np.ndarray:

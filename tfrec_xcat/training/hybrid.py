@@ -12,7 +12,10 @@ model combines them by design, and decides on the run's own cold-start VALIDATIO
 3. **Memorisation (wide)**: a source-item → target-item matrix W, the best of ``[ranker] wide`` (co-occurrence,
    item-kNN, RP3β, each with its own knobs) on validation users; the ranking stage's training lists use W from the
    remaining data, everything that is scored uses W from all training data.
-4. **Candidates**: the top N of the deep list ∪ the top N of the wide list (N from ``[ranker] candidates``).
+4. **Candidates**: the top N of the deep list ∪ the top N of the wide list ∪ the top N of the deep list among
+   the unseen items (no training interaction: new items; N from ``[ranker] candidates``). A seeded
+   ``pseudo_new_fraction`` of the target items is made new in the reduced data, so the ranking stage learns how
+   far to trust an item known by its content only (``"auto"``: as many as the catalogue has unseen items).
 5. **Ranking stage**: a TFRS ranking model scores each candidate from cross features (deep score and rank,
    memorisation score, rank and support, log popularity, history length), trained listwise (softmax over the
    candidate list) on the pseudo cold-start users only; epochs by early stopping on validation users.
@@ -60,6 +63,7 @@ BASE_FEATURES = (
     "popularity",
     "source_history",
     "cooc_max",
+    "unseen",
 )
 #: per memorisation family other than the chosen one: its score relative to the user's best, and its rank
 OTHER_FEATURES = ("rel", "rank")
@@ -70,9 +74,16 @@ def feature_names(others: list[str]) -> tuple[str, ...]:
     return BASE_FEATURES + tuple(f"{name}_{part}" for name in others for part in OTHER_FEATURES)
 
 
-def pseudo_cold_split(prepared: PreparedSeed, fraction: float) -> tuple[PreparedSeed, np.ndarray]:
+def pseudo_cold_split(
+    prepared: PreparedSeed, fraction: float, new_fraction: float = 0.0
+) -> tuple[PreparedSeed, np.ndarray]:
     """``prepared`` with a seeded ``fraction`` of the overlap training users made cold-start: their target training
-    interactions leave ``train`` and become the held-out segment ``pseudo_cold``; returns their matrix rows."""
+    interactions leave ``train`` and become the held-out segment ``pseudo_cold``; returns their matrix rows.
+
+    With ``new_fraction`` > 0, that share of the target items still trained on become pseudo new items: every
+    training interaction they have left leaves ``train`` too (the pseudo cold-start users' interactions with them
+    stay labels), so the ranking stage learns from items it meets as it will meet new ones: no memorisation, no
+    popularity, content-only vectors."""
     m, split = prepared.m, prepared.split
     overlap = m.overlap_rows()
     rng = np.random.default_rng([prepared.seed, 7919])
@@ -80,14 +91,26 @@ def pseudo_cold_split(prepared: PreparedSeed, fraction: float) -> tuple[Prepared
     rows = np.sort(rng.choice(overlap, size=n, replace=False)) if n else np.zeros(0, dtype=np.int64)
     users = np.asarray(m.users[rows])
     train = split.train
-    moved = (train["category"] == split.target) & train["user_id"].isin(users)
+    in_target = train["category"] == split.target
+    moved = in_target & train["user_id"].isin(users)
+    dropped = np.zeros(len(train), dtype=bool)
+    if new_fraction > 0:
+        trained = np.sort(train.loc[in_target & ~moved, "item_id"].astype(str).unique())
+        k = round(new_fraction * len(trained))
+        new_items = np.random.default_rng([prepared.seed, 7920]).choice(trained, size=k, replace=False) if k else []
+        dropped = (in_target & ~moved & train["item_id"].astype(str).isin(set(new_items))).to_numpy()
     reduced = dataclasses.replace(
         split,
-        train=train.loc[~moved].reset_index(drop=True),
+        train=train.loc[~moved & ~dropped].reset_index(drop=True),
         heldout={**split.heldout, PSEUDO_COLD: train.loc[moved].reset_index(drop=True)},
         users={**split.users, PSEUDO_COLD: users},
     )
     return prepared.with_split(reduced).in_workdir("deep"), rows
+
+
+def unseen_share(m: SplitMatrices) -> float:
+    """The share of the target catalogue with no training interaction: the new items scoring will meet."""
+    return float((popularity_of(m) == 0).mean()) if m.target.shape[1] else 0.0
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
@@ -220,8 +243,13 @@ class Signals:
         for other in others.values():
             other[~np.isfinite(deep)] = -np.inf
         deep_order, wide_order = order_of(deep), order_of(wide)
-        n = min(n, deep.shape[1])
-        both = np.concatenate([deep_order[:, :n], wide_order[:, :n]], axis=1)
+        unseen = self.log_pop == 0  # no training interaction: no memorisation, no popularity (new items)
+        new_order = order_of(np.where(unseen[None, :], deep, -np.inf))
+        n_items = deep.shape[1]
+        n = min(n, n_items)
+        # the third list: the unseen items the deep model scores highest (always n wide, as in the exported graph,
+        # where reindex changes how many there are; past the unseen items it holds seen ones, masked out below)
+        both = np.concatenate([deep_order[:, :n], wide_order[:, :n], new_order[:, :n]], axis=1)
         both.sort(axis=1)
         mask = np.ones(both.shape, dtype=bool)
         mask[:, 1:] = both[:, 1:] != both[:, :-1]
@@ -229,8 +257,12 @@ class Signals:
         mask &= np.isfinite(deep[idx, both])
         wide_f = np.where(np.isfinite(wide), wide, 0.0)
         deep_f = np.where(np.isfinite(deep), deep, -1.0)
-        log_items = np.log(max(deep.shape[1], 2))
+        log_items = np.log(max(n_items, 2))
         deep_rank, wide_rank = ranks_of(deep_order)[idx, both], ranks_of(wide_order)[idx, both]
+        # a seen item's rank in the unseen list is past its end
+        new_rank = np.where(unseen[both], ranks_of(new_order)[idx, both], n_items)
+        first_rank = np.minimum(np.minimum(deep_rank, wide_rank), new_rank)
+        mask &= first_rank < n
         d, w = deep_f[idx, both], wide_f[idx, both]
         source = self.wide.source[rows]
         support = np.asarray((source @ self.support_matrix).todense())[idx, both]
@@ -245,13 +277,14 @@ class Signals:
             self.log_pop[both],
             np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
             np.log1p(max_per_history(source, self.counts, both)),
+            unseen[both].astype(np.float64),
         ]
         for other in others.values():
             columns.append(relative(np.where(np.isfinite(other), other, 0.0))[idx, both])
             columns.append(np.log1p(ranks(other)[idx, both]) / log_items)
         feats = np.stack(columns, axis=-1).astype(np.float32)
         fallback = self.fused(deep, wide, self.fusion_weight).astype(np.float32)
-        return Lists(both, feats, mask, fallback, np.minimum(deep_rank, wide_rank))
+        return Lists(both, feats, mask, fallback, first_rank)
 
 
 def popularity_of(m: SplitMatrices) -> np.ndarray:
@@ -286,11 +319,12 @@ class Transfer(Recommender):
 
     def fit(self, prepared: PreparedSeed) -> None:
         spec = prepared.config.ranker
-        reduced, pseudo_rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction)
+        new_fraction = unseen_share(prepared.m) if spec.pseudo_new_fraction == "auto" else spec.pseudo_new_fraction
+        reduced, pseudo_rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction, float(new_fraction))
         if self.deep_workdir is not None:
             reduced = dataclasses.replace(reduced, workdir=self.deep_workdir)
         m = prepared.m
-        choices: dict[str, Any] = {}
+        choices: dict[str, Any] = {"pseudo_new_fraction": float(new_fraction)}
 
         # wide: each memorisation family at its best setting on validation, fitted on the reduced data; the best
         # family is the memorisation term, the others are ranking features
