@@ -290,3 +290,25 @@ def test_unseen_items_get_a_candidate_list_of_their_own(ctx: PreparedSeed) -> No
         assert set(lists.columns[u][lists.mask[u] & unseen[u]]) <= set(unseen_cols)
     assert (lists.mask.sum(axis=1) <= 9).all()
     assert (lists.first_rank[lists.mask] < 3).all()
+
+
+def test_auto_pseudo_new_share_counts_unseen_items_with_text(small_shop_dir: Path) -> None:
+    from tfrec_xcat.training.hybrid import popularity_of, unseen_share
+
+    config = load_config(
+        None,
+        {
+            "data": {"path": str(small_shop_dir), "source": "Food", "target": "Kitchen"},
+            "split": {"new_item_fraction": 0.2},
+        },
+    )
+    prepared = prepare_seed(config, 0)
+    m = prepared.m
+    truth = m.truth["cold_start_val"].tocoo()
+    unseen = popularity_of(m) == 0
+    assert unseen_share(prepared) == pytest.approx(unseen[truth.col].mean()) and unseen_share(prepared) > 0
+    # without any item text nothing can place an unseen item: nothing to simulate
+    data = prepared.data
+    blank = data.items.assign(**{column: "" for column in data.text_columns})
+    bare = dataclasses.replace(prepared, data=dataclasses.replace(data, items=blank))
+    assert unseen_share(bare) == 0.0

@@ -20,8 +20,8 @@ class RankerSpec:
     # leave the deep model's and the memorisation term's training data)
     pseudo_cold_fraction: float = 0.15
     # share of the target items still trained on that become pseudo new items for the ranker's training lists
-    # (every remaining training interaction of theirs leaves the reduced data); "auto": the share of the run's
-    # target catalogue with no training interaction, i.e. as many new items as scoring will meet
+    # (every remaining training interaction of theirs leaves the reduced data); "auto": the share of the cold-start
+    # validation users' held-out items that have no training interaction but a text (training.hybrid.unseen_share)
     pseudo_new_fraction: float | str = "auto"
     candidates: list[int] = field(default_factory=lambda: [50, 100, 200])  # N per first-stage list
     wide: list[str] = field(default_factory=lambda: list(WIDE))  # memorisation terms to choose from

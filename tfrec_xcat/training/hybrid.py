@@ -15,7 +15,7 @@ model combines them by design, and decides on the run's own cold-start VALIDATIO
 4. **Candidates**: the top N of the deep list ∪ the top N of the wide list ∪ the top N of the deep list among
    the unseen items (no training interaction: new items; N from ``[ranker] candidates``). A seeded
    ``pseudo_new_fraction`` of the target items is made new in the reduced data, so the ranking stage learns how
-   far to trust an item known by its content only (``"auto"``: as many as the catalogue has unseen items).
+   far to trust an item known by its content only (``"auto"``: :func:`unseen_share`, measured on validation).
 5. **Ranking stage**: a TFRS ranking model scores each candidate from cross features (deep score and rank,
    memorisation score, rank and support, log popularity, history length), trained listwise (softmax over the
    candidate list) on the pseudo cold-start users only; epochs by early stopping on validation users.
@@ -108,9 +108,18 @@ def pseudo_cold_split(
     return prepared.with_split(reduced).in_workdir("deep"), rows
 
 
-def unseen_share(m: SplitMatrices) -> float:
-    """The share of the target catalogue with no training interaction: the new items scoring will meet."""
-    return float((popularity_of(m) == 0).mean()) if m.target.shape[1] else 0.0
+def unseen_share(prepared: PreparedSeed) -> float:
+    """``pseudo_new_fraction = "auto"``: the share of the cold-start VALIDATION users' held-out interactions that
+    fall on target items with no training interaction but with a text to know them by, i.e. how often a relevant
+    item is one only its content can place. Unseen items without any text (books in the movie/book data) are left
+    out: every model scores them alike, so simulating them teaches the ranker nothing and costs training data."""
+    m = prepared.m
+    truth = m.truth.get("cold_start_val")
+    if truth is None or not truth.nnz:
+        return 0.0
+    text = prepared.data.item_text().reindex(m.target_items).fillna("").astype(str).str.strip()
+    placeable = (popularity_of(m) == 0) & text.astype(bool).to_numpy()
+    return float(placeable[truth.tocoo().col].mean())
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
@@ -319,7 +328,7 @@ class Transfer(Recommender):
 
     def fit(self, prepared: PreparedSeed) -> None:
         spec = prepared.config.ranker
-        new_fraction = unseen_share(prepared.m) if spec.pseudo_new_fraction == "auto" else spec.pseudo_new_fraction
+        new_fraction = unseen_share(prepared) if spec.pseudo_new_fraction == "auto" else spec.pseudo_new_fraction
         reduced, pseudo_rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction, float(new_fraction))
         if self.deep_workdir is not None:
             reduced = dataclasses.replace(reduced, workdir=self.deep_workdir)
