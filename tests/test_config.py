@@ -34,7 +34,8 @@ def test_toml_and_overrides(tmp_path: Path) -> None:
 
 
 def test_pseudo_new_fraction_is_auto_or_a_share(tmp_path: Path) -> None:
-    assert load_config(None).ranker.pseudo_new_fraction == "auto"
+    assert load_config(None).ranker.pseudo_new_fraction == 0.0
+    assert load_config(None, {"ranker": {"pseudo_new_fraction": "auto"}}).ranker.pseudo_new_fraction == "auto"
     assert load_config(None, {"ranker": {"pseudo_new_fraction": 0}}).ranker.pseudo_new_fraction == 0.0
     path = tmp_path / "c.toml"
     path.write_text("[ranker]\npseudo_new_fraction = 0.05\n")

@@ -13,9 +13,9 @@ model combines them by design, and decides on the run's own cold-start VALIDATIO
    item-kNN, RP3β, each with its own knobs) on validation users; the ranking stage's training lists use W from the
    remaining data, everything that is scored uses W from all training data.
 4. **Candidates**: the top N of the deep list ∪ the top N of the wide list ∪ the top N of the deep list among
-   the unseen items (no training interaction: new items; N from ``[ranker] candidates``). A seeded
-   ``pseudo_new_fraction`` of the target items is made new in the reduced data, so the ranking stage learns how
-   far to trust an item known by its content only (``"auto"``: :func:`unseen_share`, measured on validation).
+   the unseen items (no training interaction: new items; N from ``[ranker] candidates``). ``[ranker]
+   pseudo_new_fraction`` > 0 (off by default) makes a seeded share of the target items new in the reduced data,
+   so the ranking stage also learns from labels on items known by their content only.
 5. **Ranking stage**: a TFRS ranking model scores each candidate from cross features (deep score and rank,
    memorisation score, rank and support, log popularity, history length), trained listwise (softmax over the
    candidate list) on the pseudo cold-start users only; epochs by early stopping on validation users.
