@@ -261,37 +261,6 @@ def test_pseudo_new_items_leave_training_but_stay_labels(ctx: PreparedSeed) -> N
     assert set(again.split.train["item_id"]) == set(reduced.split.train["item_id"])  # seeded
 
 
-def test_unseen_items_get_a_candidate_list_of_their_own(ctx: PreparedSeed) -> None:
-    """An item with no training interaction is proposed when the towers rank it high among the unseen items,
-    however low it is in the deep and memorisation lists."""
-    from tfrec_xcat.training.hybrid import Signals, popularity_of
-
-    m = ctx.m
-    wide = Cooccurrence()
-    wide.fit(ctx)
-    popularity = popularity_of(m).copy()
-    unseen_cols = np.arange(5)  # the first five target items, as if nobody had bought them
-    popularity[unseen_cols] = 0
-    rows = m.segment_users["cold_start_val"][:8]
-
-    class Deep:  # unseen items score lowest of all: only the third list can propose them
-        def score(self, rows: np.ndarray) -> np.ndarray:
-            scores = np.tile(np.linspace(1.0, 2.0, m.target.shape[1]), (len(rows), 1))
-            scores[:, unseen_cols] = -5.0 + np.arange(5) * 0.1
-            return scores
-
-    signals = Signals(Deep(), wide, m.target, popularity, np.asarray(m.source.getnnz(axis=1)))
-    lists = signals.lists(rows, 3)
-    unseen = lists.features[..., signals.features.index("unseen")] > 0
-    last = m.target.shape[1] - 1
-    for u in range(len(rows)):
-        real = set(lists.columns[u][lists.mask[u]])
-        assert {2, 3, 4} <= real and {last, last - 1, last - 2} <= real  # top 3 unseen, top 3 deep
-        assert set(lists.columns[u][lists.mask[u] & unseen[u]]) <= set(unseen_cols)
-    assert (lists.mask.sum(axis=1) <= 9).all()
-    assert (lists.first_rank[lists.mask] < 3).all()
-
-
 def test_auto_pseudo_new_share_counts_unseen_items_with_text(small_shop_dir: Path) -> None:
     from tfrec_xcat.training.hybrid import popularity_of, unseen_share
 

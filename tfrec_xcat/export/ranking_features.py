@@ -14,9 +14,8 @@ The semantics, as NumPy has them (everything in float64 until the features are c
 
 - ``deep`` and ``wide`` are (B, T) scores with the user's own items at -inf; so is each other memorisation
   family's ``source history × W_f`` (-inf where deep is);
-- a list is the top N of ``deep``, the top N of ``wide`` and the top N of ``deep`` among the unseen items (those
-  with popularity 0: new items; ties to the lower column, N at most T), sorted by column; a candidate is real if
-  it is not a repeat of the one before it, its deep score is finite and it is in the top N of one of the three;
+- a list is the top N of ``deep`` and the top N of ``wide`` (ties to the lower column, N at most T), sorted by
+  column; a candidate is real if it is not a repeat of the one before it and its deep score is finite;
 - ranks are over all T items (0 = best, ties to the lower column), as ``log1p(rank) / log(max(T, 2))``;
 - a relative score is the score over the row's largest (the user's own items as 0; 0 when no score is positive);
 - ``cooc_max`` is log1p of the largest raw co-occurrence count of any of the user's source items with the
@@ -49,7 +48,6 @@ class ListView(NamedTuple):
     log_popularity: tf.Tensor  # log1p(popularity) / max(log1p(max popularity), 1)
     source_history: tf.Tensor  # (B, 1) the user's number of source items
     cooc_max: tf.Tensor  # the largest co-occurrence count of one of the user's source items with the candidate
-    unseen: tf.Tensor  # 1 for an item with no training interaction (popularity 0), else 0
     log_items: float  # log(max(T, 2))
 
 
@@ -82,7 +80,6 @@ FEATURE_GRAPH: dict[str, Callable[[ListView], tf.Tensor]] = {
     "popularity": lambda v: v.log_popularity,
     "source_history": lambda v: tf.broadcast_to(tf.math.log1p(v.source_history), tf.shape(v.deep)),
     "cooc_max": lambda v: tf.math.log1p(v.cooc_max),
-    "unseen": lambda v: v.unseen,
 }
 
 #: ``{family}_{part}`` for each other memorisation family
@@ -181,40 +178,31 @@ def candidate_lists(
     n = min(n, n_items)
     log_items = math.log(max(n_items, 2))
     deep_order, wide_order = order_of(deep), order_of(wide)
-    unseen = tf.equal(log_popularity, 0.0)  # (T,) no training interaction (new items, reindexed ones included)
-    minus_inf = tf.constant(-math.inf, tf.float64)
-    new_order = order_of(tf.where(unseen[None, :], deep, minus_inf))
-    # the third list is always n wide here (the catalogue's unseen items change with reindex); where there are
-    # fewer unseen items than n, its tail is seen items, masked out by their rank in it (n_items: past its end)
-    both = tf.sort(tf.concat([deep_order[:, :n], wide_order[:, :n], new_order[:, :n]], axis=1), axis=1)
+    both = tf.sort(tf.concat([deep_order[:, :n], wide_order[:, :n]], axis=1), axis=1)
     fresh = tf.concat([tf.ones_like(both[:, :1], tf.bool), both[:, 1:] != both[:, :-1]], axis=1)
 
     def at(values: tf.Tensor) -> tf.Tensor:
         return tf.gather(values, both, batch_dims=1)
 
     finite = tf.math.is_finite(deep)
-    unseen_at = tf.gather(unseen, both)
-    deep_rank, wide_rank = at(ranks_of(deep_order)), at(ranks_of(wide_order))
-    new_rank = tf.where(unseen_at, at(ranks_of(new_order)), n_items)
-    first_rank = tf.minimum(tf.minimum(deep_rank, wide_rank), new_rank)
-    mask = fresh & at(finite) & (first_rank < n)
+    mask = fresh & at(finite)
     deep_f = tf.where(finite, deep, -1.0)
     wide_f = tf.where(tf.math.is_finite(wide), wide, 0.0)
     view = ListView(
         deep=at(deep_f),
         deep_max=tf.reduce_max(deep_f, axis=1, keepdims=True),
-        deep_rank=deep_rank,
+        deep_rank=at(ranks_of(deep_order)),
         wide=at(wide_f),
         wide_max=tf.reduce_max(wide_f, axis=1, keepdims=True),
-        wide_rank=wide_rank,
+        wide_rank=at(ranks_of(wide_order)),
         support=at(support),
         log_popularity=tf.gather(log_popularity, both),
         source_history=source_history[:, None],
         cooc_max=link(both),
-        unseen=tf.cast(unseen_at, tf.float64),
         log_items=log_items,
     )
     columns = [FEATURE_GRAPH[name](view) for name in BASE_FEATURES]
+    minus_inf = tf.constant(-math.inf, tf.float64)
     for scores in others.values():
         scores = tf.where(finite, scores, minus_inf)  # the user's own items, as Signals._lists sets them
         family = FamilyView(

@@ -12,10 +12,9 @@ model combines them by design, and decides on the run's own cold-start VALIDATIO
 3. **Memorisation (wide)**: a source-item → target-item matrix W, the best of ``[ranker] wide`` (co-occurrence,
    item-kNN, RP3β, each with its own knobs) on validation users; the ranking stage's training lists use W from the
    remaining data, everything that is scored uses W from all training data.
-4. **Candidates**: the top N of the deep list ∪ the top N of the wide list ∪ the top N of the deep list among
-   the unseen items (no training interaction: new items; N from ``[ranker] candidates``). ``[ranker]
-   pseudo_new_fraction`` > 0 (off by default) makes a seeded share of the target items new in the reduced data,
-   so the ranking stage also learns from labels on items known by their content only.
+4. **Candidates**: the top N of the deep list ∪ the top N of the wide list (N from ``[ranker] candidates``).
+   ``[ranker] pseudo_new_fraction`` > 0 (off by default) makes a seeded share of the target items new in the
+   reduced data, so the ranking stage also learns from labels on items known by their content only.
 5. **Ranking stage**: a TFRS ranking model scores each candidate from cross features (deep score and rank,
    memorisation score, rank and support, log popularity, history length), trained listwise (softmax over the
    candidate list) on the pseudo cold-start users only; epochs by early stopping on validation users.
@@ -63,7 +62,6 @@ BASE_FEATURES = (
     "popularity",
     "source_history",
     "cooc_max",
-    "unseen",
 )
 #: per memorisation family other than the chosen one: its score relative to the user's best, and its rank
 OTHER_FEATURES = ("rel", "rank")
@@ -252,13 +250,8 @@ class Signals:
         for other in others.values():
             other[~np.isfinite(deep)] = -np.inf
         deep_order, wide_order = order_of(deep), order_of(wide)
-        unseen = self.log_pop == 0  # no training interaction: no memorisation, no popularity (new items)
-        new_order = order_of(np.where(unseen[None, :], deep, -np.inf))
-        n_items = deep.shape[1]
-        n = min(n, n_items)
-        # the third list: the unseen items the deep model scores highest (always n wide, as in the exported graph,
-        # where reindex changes how many there are; past the unseen items it holds seen ones, masked out below)
-        both = np.concatenate([deep_order[:, :n], wide_order[:, :n], new_order[:, :n]], axis=1)
+        n = min(n, deep.shape[1])
+        both = np.concatenate([deep_order[:, :n], wide_order[:, :n]], axis=1)
         both.sort(axis=1)
         mask = np.ones(both.shape, dtype=bool)
         mask[:, 1:] = both[:, 1:] != both[:, :-1]
@@ -266,12 +259,8 @@ class Signals:
         mask &= np.isfinite(deep[idx, both])
         wide_f = np.where(np.isfinite(wide), wide, 0.0)
         deep_f = np.where(np.isfinite(deep), deep, -1.0)
-        log_items = np.log(max(n_items, 2))
+        log_items = np.log(max(deep.shape[1], 2))
         deep_rank, wide_rank = ranks_of(deep_order)[idx, both], ranks_of(wide_order)[idx, both]
-        # a seen item's rank in the unseen list is past its end
-        new_rank = np.where(unseen[both], ranks_of(new_order)[idx, both], n_items)
-        first_rank = np.minimum(np.minimum(deep_rank, wide_rank), new_rank)
-        mask &= first_rank < n
         d, w = deep_f[idx, both], wide_f[idx, both]
         source = self.wide.source[rows]
         support = np.asarray((source @ self.support_matrix).todense())[idx, both]
@@ -286,14 +275,13 @@ class Signals:
             self.log_pop[both],
             np.broadcast_to(np.log1p(self.source_history[rows])[:, None], both.shape),
             np.log1p(max_per_history(source, self.counts, both)),
-            unseen[both].astype(np.float64),
         ]
         for other in others.values():
             columns.append(relative(np.where(np.isfinite(other), other, 0.0))[idx, both])
             columns.append(np.log1p(ranks(other)[idx, both]) / log_items)
         feats = np.stack(columns, axis=-1).astype(np.float32)
         fallback = self.fused(deep, wide, self.fusion_weight).astype(np.float32)
-        return Lists(both, feats, mask, fallback, first_rank)
+        return Lists(both, feats, mask, fallback, np.minimum(deep_rank, wide_rank))
 
 
 def popularity_of(m: SplitMatrices) -> np.ndarray:
