@@ -130,18 +130,6 @@ class EpochTensorBoard(tf_keras.callbacks.TensorBoard):
         super().on_train_batch_end(batch, None if self.update_freq == "epoch" else logs)
 
 
-class SettleUnseen(tf_keras.callbacks.Callback):
-    """Before each epoch's validation: the items no training interaction reached get the weights a reindexed new
-    item gets (:meth:`XcatModel.settle_unseen_items`), so early stopping judges the model that will be scored."""
-
-    def __init__(self, counts: np.ndarray) -> None:
-        super().__init__()
-        self.counts = counts
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.model.settle_unseen_items(self.counts)
-
-
 class ValidationStopping(tf_keras.callbacks.Callback):
     """Early stopping on a validation callable (higher is better); restores the best weights at the end."""
 
@@ -250,7 +238,9 @@ def train(
     else:
         stages.append(("target", train_frame[in_target], spec.epochs, True))
 
-    # training interactions per model item: the items with none are scored as new items are (SettleUnseen)
+    # training interactions per model item: once trained, the items with none get the weights a new item gets
+    # (XcatModel.settle_unseen_items). Not during training: changing those weights every epoch or stage perturbs
+    # the whole run (the domain discriminator sees their vectors), while the validation NDCG is the same either way
     counts = np.bincount(space.item_index(train_frame["item_id"]), minlength=space.n_items + 1)
     started = time.perf_counter()
     history: list[float] = []
@@ -265,7 +255,6 @@ def train(
                 with strategy.scope():
                     model.build_variables()
             model.load_weights(str(done / "weights")).expect_partial()  # weights only: no optimizer-state warnings
-            model.settle_unseen_items(counts)
             info[name] = {**json.loads((done / "done.json").read_text()), "epochs_run": 0, "resumed": True}
             history = info[name].get("history", [])
             if info[name].get("examples_per_second"):
@@ -292,7 +281,6 @@ def train(
                 str(workdir / "checkpoints" / name / "epoch-{epoch:03d}"), save_weights_only=True
             ),
         ]
-        stage_callbacks.append(SettleUnseen(counts))
         stopper = ValidationStopping(validate, spec.patience) if watch else None
         if stopper is not None:
             stage_callbacks.append(stopper)
@@ -306,7 +294,6 @@ def train(
             dataset(feats, spec.batch_size, seed), epochs=epochs, callbacks=stage_callbacks, verbose=spec.verbose
         )
         nan_guard.check(name)
-        model.settle_unseen_items(counts)  # the restored best epoch was settled; the last one may not be
         info[name] = {
             "examples": n,
             "epochs_run": len(throughput.rates),
@@ -322,6 +309,7 @@ def train(
         model.save_weights(str(done / "weights"))
         (done / "done.json").write_text(json.dumps(info[name]))
         log.info("stage %s: %s", name, info[name])
+    model.settle_unseen_items(counts)
     return TrainResult(
         model=model,
         history=history,
