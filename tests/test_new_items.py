@@ -239,7 +239,19 @@ def test_unseen_items_are_scored_as_reindexed_new_items(prepared: PreparedSeed, 
     assert len(new) and not counts[new].any()
     ids = model.item_tower.id_embedding.embeddings.numpy()
     np.testing.assert_array_equal(ids[new], np.repeat(ids[:1], len(new), axis=0))
-    assert not np.allclose(ids[counts > 0][1:], ids[0])  # trained items keep their own
+    # the seen items keep exactly what training gave them (the last stage's weights, saved before settling)
+    from tfrec_xcat.models.xcat import XcatModel
+
+    trained = XcatModel(space, spec)
+    trained.build_variables()
+    trained.load_weights(str(tmp_path / "stages" / "target" / "weights")).expect_partial()
+    seen = np.flatnonzero(counts > 0)
+    np.testing.assert_array_equal(ids[seen], trained.item_tower.id_embedding.embeddings.numpy()[seen])
+    trained_prior = trained.memorisation.prior.embeddings.numpy()[:, 0]
+    np.testing.assert_array_equal(model.memorisation.prior.embeddings.numpy()[seen, 0], trained_prior[seen])
+    assert not np.allclose(trained.item_tower.id_embedding.embeddings.numpy()[new], ids[0])  # were not OOV
+    with pytest.raises(ValueError, match="one entry per model item"):
+        model.settle_unseen_items(counts[1:])
     # the item tower embeds a new item exactly as it embeds the same content under the unknown id
     features = model.item_features(tf.constant(new))
     as_unknown = model.item_tower({**features, "item": tf.zeros_like(features["item"])}).numpy()

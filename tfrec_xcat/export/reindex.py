@@ -44,7 +44,6 @@ from tfrec_xcat.export.loading import load_saved_model
 from tfrec_xcat.export.recommend import StageSpec, columns_of, spec_of
 from tfrec_xcat.export.servables import SERVABLES, Catalogue, CatalogueRetrieval
 from tfrec_xcat.export.writer import next_version, versions, write_version
-from tfrec_xcat.models.layers import unseen_prior as layer_unseen_prior
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +109,18 @@ def catalogue_of(loaded: Any, where: Path) -> Catalogue:
 
 
 def unseen_prior(catalogue: Catalogue) -> float:
-    """The prior a new item gets: what training gave the items no training interaction reached
-    (:func:`tfrec_xcat.models.layers.unseen_prior`, the mean learned prior of the least popular seen items), so a
-    reindexed item is scored as an unseen item of the run was. Items added by an earlier reindex (popularity 0)
-    got this value, so reindexing again keeps it."""
+    """The prior a new item gets: the mean learned prior of the catalogue items with the fewest training
+    interactions (those with none, when there are: what the model learned for items it never saw as a positive).
+
+    The learned prior follows popularity; a new item has no interactions, so it gets what the least popular items
+    got rather than a neutral 0 or the average item's prior. Training gives the catalogue items it never saw this
+    same kind of value (:meth:`~tfrec_xcat.models.xcat.XcatModel.settle_unseen_items`), and when the catalogue has
+    such items (popularity 0) their prior is what a new item gets: exactly what the run gave them, even when the
+    two-tower was trained on fewer interactions than the catalogue's popularity counts (the shipped ``transfer``).
+    Items added by an earlier reindex (popularity 0) got this value, so reindexing again keeps it."""
     assert catalogue.prior is not None
-    return layer_unseen_prior(catalogue.prior, catalogue.popularity)
+    least = catalogue.popularity == catalogue.popularity.min()
+    return float(catalogue.prior[least].mean())
 
 
 def edit_catalogue(

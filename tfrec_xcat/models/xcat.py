@@ -200,11 +200,14 @@ class XcatModel(tfrs.Model):
         """Score the items no training interaction reached as ``tfrec-xcat reindex`` scores a new item.
 
         ``counts`` (n_items + 1,) are the training interactions per model item index. An unseen item's id vector
-        was never trained (it is still its random initialisation), so it gets the OOV row, which id dropout trained
-        as "an item known by its content only"; an unseen target item's prior stays at its zero initialisation,
+        was never a positive's or a history item's (only the domain discriminator's samples reach it), so it gets
+        the OOV row, which id dropout trains as "an item known by its content only" and which ``reindex`` gives an
+        item the model does not know; an unseen target item's prior never moved from its zero initialisation,
         which sits above or below the learned priors by chance, so it gets the mean prior of the least popular
         seen target items (:func:`~tfrec_xcat.models.layers.unseen_prior`). Returns how many items were unseen."""
         counts = np.asarray(counts)
+        if counts.shape != (self.item_tower.id_embedding.input_dim,):
+            raise ValueError(f"counts must have one entry per model item index (OOV first), got shape {counts.shape}")
         unseen = np.flatnonzero(counts[1:] == 0) + 1
         if not len(unseen):
             return 0

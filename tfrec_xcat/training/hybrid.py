@@ -106,6 +106,10 @@ def pseudo_cold_split(
     return prepared.with_split(reduced).in_workdir("deep"), rows
 
 
+#: the most ``"auto"`` takes: the deep model keeps at least half of the target items' data
+MAX_AUTO_NEW = 0.5
+
+
 def unseen_share(prepared: PreparedSeed) -> float:
     """``pseudo_new_fraction = "auto"``: the share of the cold-start VALIDATION users' held-out interactions that
     fall on target items with no training interaction but with a text to know them by, i.e. how often a relevant
@@ -117,7 +121,7 @@ def unseen_share(prepared: PreparedSeed) -> float:
         return 0.0
     text = prepared.data.item_text().reindex(m.target_items).fillna("").astype(str).str.strip()
     placeable = (popularity_of(m) == 0) & text.astype(bool).to_numpy()
-    return float(placeable[truth.tocoo().col].mean())
+    return min(float(placeable[truth.tocoo().col].mean()), MAX_AUTO_NEW)
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
