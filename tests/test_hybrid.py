@@ -26,18 +26,23 @@ SMALL_MODEL = {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "histo
 QUICK_TRAINING = {"batch_size": 128, "epochs": 2, "source_epochs": 1, "patience": 1}
 
 
-@pytest.fixture(scope="module")
-def ctx(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedSeed:
+def small_transfer(shop: Path, workdir: Path, ranker_epochs: int) -> PreparedSeed:
+    """The small shop's Food → Kitchen seed 0 with a small, quick transfer."""
     config = load_config(
         None,
         {
-            "data": {"path": str(small_shop_dir), "source": "Food", "target": "Kitchen"},
+            "data": {"path": str(shop), "source": "Food", "target": "Kitchen"},
             "model": SMALL_MODEL,
             "training": QUICK_TRAINING,
-            "ranker": {"candidates": [20], "epochs": 3, "fusion_weights": [1.0], "ensemble": 2},
+            "ranker": {"candidates": [20], "epochs": ranker_epochs, "fusion_weights": [1.0], "ensemble": 2},
         },
     )
-    return prepare_seed(config, 0, workdir=tmp_path_factory.mktemp("hybrid"))
+    return prepare_seed(config, 0, workdir=workdir)
+
+
+@pytest.fixture(scope="module")
+def ctx(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedSeed:
+    return small_transfer(small_shop_dir, tmp_path_factory.mktemp("hybrid"), ranker_epochs=3)
 
 
 # ----------------------------------------------------------------------------------------- baselines
@@ -213,8 +218,6 @@ def test_wide_and_deep_scores_in_graph_equal_numpy(ctx: PreparedSeed) -> None:
 
 def test_transfer_without_target_titles(small_shop_dir: Path, tmp_path: Path) -> None:
     """As on Movies→Books (books have no titles): target items known by id alone still train, rank and score."""
-    import pandas as pd
-
     shop = tmp_path / "untitled"
     shop.mkdir()
     (shop / "interactions.csv.gz").write_bytes((small_shop_dir / "interactions.csv.gz").read_bytes())
@@ -222,16 +225,7 @@ def test_transfer_without_target_titles(small_shop_dir: Path, tmp_path: Path) ->
     kitchen = items["category"] == "Kitchen"
     items.loc[kitchen, ["title", "brand"]] = ""
     items.to_csv(shop / "items.csv", index=False)
-    config = load_config(
-        None,
-        {
-            "data": {"path": str(shop), "source": "Food", "target": "Kitchen"},
-            "model": SMALL_MODEL,
-            "training": QUICK_TRAINING,
-            "ranker": {"candidates": [20], "epochs": 2, "fusion_weights": [1.0], "ensemble": 2},
-        },
-    )
-    prepared = prepare_seed(config, 0, workdir=tmp_path / "work")
+    prepared = small_transfer(shop, tmp_path / "work", ranker_epochs=2)
     space = prepared.feature_space()
     target = space.items_of(space.target)
     assert not space.item_tokens[target].any(), "the target items should have no title tokens"
