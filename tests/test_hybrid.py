@@ -275,3 +275,62 @@ def test_auto_pseudo_new_share_counts_unseen_items_with_text(small_shop_dir: Pat
     blank = data.items.assign(**{column: "" for column in data.text_columns})
     bare = dataclasses.replace(prepared, data=dataclasses.replace(data, items=blank))
     assert unseen_share(bare) == 0.0
+
+
+def test_cross_fitting_folds_are_disjoint_and_keep_the_first(ctx: PreparedSeed) -> None:
+    from tfrec_xcat.training.hybrid import pseudo_cold_rows
+
+    one = pseudo_cold_rows(ctx.m, ctx.seed, 0.2)
+    three = pseudo_cold_rows(ctx.m, ctx.seed, 0.2, folds=3)
+    np.testing.assert_array_equal(one[0], three[0])  # fold 0 is the same however many folds there are
+    assert all(len(rows) == len(one[0]) for rows in three)
+    assert len(np.unique(np.concatenate(three))) == 3 * len(one[0])  # disjoint
+    assert set(np.concatenate(three)) <= set(ctx.m.overlap_rows())
+    second, rows = pseudo_cold_split(ctx, 0.2, fold=1)
+    np.testing.assert_array_equal(rows, pseudo_cold_rows(ctx.m, ctx.seed, 0.2, folds=2)[1])
+    assert second.m.target[rows].nnz == 0 and second.m.truth[PSEUDO_COLD][rows].nnz == ctx.m.target[rows].nnz
+    assert second.workdir != pseudo_cold_split(ctx, 0.2)[0].workdir  # its own two-tower checkpoints
+
+
+def test_cross_fitted_ranker_trains_on_every_fold_and_no_held_out_user(
+    ctx: PreparedSeed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two folds the ranking stage trains on both folds' pseudo cold-start users, each fold's lists come from
+    signals that never saw that fold's target items, and no validation or test user is ever a training list."""
+    from tfrec_xcat.training import hybrid
+
+    prepared = dataclasses.replace(
+        ctx, config=dataclasses.replace(ctx.config, ranker=dataclasses.replace(ctx.config.ranker, folds=2))
+    )
+    built: list[tuple[hybrid.Signals, np.ndarray]] = []
+    real_lists = hybrid.Signals.lists
+
+    def spy(self: hybrid.Signals, rows: np.ndarray, n: int) -> hybrid.Lists:
+        built.append((self, np.asarray(rows)))
+        return real_lists(self, rows, n)
+
+    trained: list[int] = []
+    real_train = hybrid.Transfer._train_ranker
+
+    def spy_train(self, spec, lists, labels, *args):  # type: ignore[no-untyped-def]
+        trained.append(len(labels))
+        return real_train(self, spec, lists, labels, *args)
+
+    monkeypatch.setattr(hybrid.Signals, "lists", spy)
+    monkeypatch.setattr(hybrid.Transfer, "_train_ranker", spy_train)
+    model = Transfer()
+    model.fit(prepared)
+    folds = hybrid.pseudo_cold_rows(ctx.m, ctx.seed, ctx.config.ranker.pseudo_cold_fraction, folds=2)
+    assert model.choices["folds"]["pseudo_cold_users"] == [len(rows) for rows in folds]
+    assert trained and all(n == sum(len(rows) for rows in folds) for n in trained)
+    held_out = set(ctx.m.segment_users["cold_start_val"]) | set(ctx.m.segment_users["cold_start_test"])
+    training_lists = [(signals, rows) for signals, rows in built if signals is not model.signals]
+    assert len(training_lists) == 2
+    for (signals, rows), fold_rows in zip(training_lists, folds, strict=True):
+        np.testing.assert_array_equal(rows, fold_rows)
+        assert not set(rows.tolist()) & held_out
+        assert signals.exclude[rows].nnz == 0  # this fold's target items are not in what its signals learnt from
+        assert signals.wide.source[rows].nnz > 0  # while their source history is there to score from
+    assert model.signals.deep is model.deep  # the first fold's two-tower scores (and is exported)
+    scores = model.score(ctx.m.segment_users["cold_start_test"][:5])
+    assert scores.shape == (5, len(ctx.m.target_items)) and np.isfinite(scores).all()

@@ -209,3 +209,51 @@ def test_emcdr_mapping_honours_the_training_section(small_shop_dir: Path, monkey
         Emcdr(epochs=1).fit(prepare_seed(config, 0))
     ((optimizer, learning_rate, batch_size),) = seen
     assert optimizer == "SGD" and learning_rate == pytest.approx(0.0123) and batch_size == 48
+
+
+def test_tower_ensemble_is_one_two_tower_scoring_the_members_mean(setup) -> None:
+    """``towers = 2``: one user and one item vector of 2 × dim whose dot product is the mean of the two members'
+    own scores; the members start apart and each learns from its own loss; unseen items settle in every member."""
+    import dataclasses
+
+    _, _, _, space = setup
+    spec = dataclasses.replace(SPEC, towers=2)
+    model = XcatModel(space, spec)
+    model.build_variables()
+    items = tf.constant(space.items_of(space.target)[:5])
+    users = tf.constant([1, 2, 3])
+    target = tf.fill([3], model.target_category_index)
+    query, vectors = model.query(users, target), model.embed_items(items)
+    assert query.shape == (3, 2 * spec.embedding_dim) and vectors.shape == (5, 2 * spec.embedding_dim)
+    hist = model.user_history(users, None, target, False)
+    features = {"user": users, "history": hist, "target_category": target}
+    members = [
+        tf.matmul(user(features), item(model.item_features(items)), transpose_b=True)
+        for user, item in zip(model.user_tower.members, model.item_tower.members, strict=True)
+    ]
+    np.testing.assert_allclose(
+        tf.matmul(query, vectors, transpose_b=True).numpy(), (members[0] + members[1]).numpy() / 2, atol=1e-6
+    )
+    assert not np.allclose(members[0].numpy(), members[1].numpy())  # two initialisations, not one model twice
+    parts = model.user_tower.parts(query)
+    np.testing.assert_allclose(np.linalg.norm(parts[0].numpy(), axis=1), 1.0, rtol=1e-5)  # each its own unit query
+    # each member learns: the loss reaches every member's weights
+    _, split, _, _ = setup
+    batch = split.train[split.train["category"] == "Kitchen"].head(64)
+    features = {
+        "user": tf.constant(space.user_index(batch["user_id"])),
+        "item": tf.constant(space.item_index(batch["item_id"])),
+        "target_category": tf.fill([len(batch)], model.target_category_index),
+        "sampling_probability": tf.fill([len(batch)], 0.01),
+    }
+    kernels = [tower.project.kernel for tower in model.item_towers]
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(features, training=True)
+    for gradient in tape.gradient(loss, kernels):
+        assert gradient is not None and float(tf.reduce_max(tf.abs(gradient))) > 0
+    counts = np.ones(space.n_items + 1, np.int64)
+    counts[items.numpy()[:2]] = 0
+    assert model.settle_unseen_items(counts) == 2
+    for tower in model.item_towers:
+        ids = tower.id_embedding.embeddings.numpy()
+        np.testing.assert_array_equal(ids[items.numpy()[:2]], np.stack([ids[0], ids[0]]))

@@ -41,6 +41,10 @@ class ModelSpec:
     # + a learned item prior, trained jointly with the towers (features.memorisation; off for target_only)
     memorisation: bool = True
     memorisation_per_user: int = 1000  # largest co-occurrence scores kept per user
+    # independent pairs of towers trained side by side (each its own loss, own initialisation); a score is their
+    # mean, so the model is still one two-tower whose vectors are the members' concatenated (models.towers.
+    # TowerEnsemble): export, serving, reindex and scoring see one user and one item vector of towers × dim
+    towers: int = 1
 
     def __post_init__(self) -> None:
         check_choice("pooling", self.pooling, POOLINGS)
@@ -61,4 +65,5 @@ class ModelSpec:
             check_number(name, getattr(self, name), ge=0, lt=1)
         for name in ("ranking_weight", "grl_weight", "grl_lambda_max"):
             check_number(name, getattr(self, name), ge=0)
+        check_number("towers", self.towers, ge=1, le=8, integer=True)
         check_number("memorisation_per_user", self.memorisation_per_user, ge=1, le=1_000_000, integer=True)

@@ -9,6 +9,9 @@ table (:mod:`tfrec_xcat.features.text_pretraining`).
 item tower plus an embedding of its category, pooled by mean, attention (query = the target category) or a GRU,
 → MLP → one output head per target category → L2-normalised query. A user with only source history still gets a
 target query: that is the cold-start path.
+
+``TowerEnsemble``: K such towers side by side, their outputs concatenated (the user side scaled by 1/K), so the
+dot product of a user and an item vector is the members' mean score: an ensemble that is still one two-tower.
 """
 
 from __future__ import annotations
@@ -186,3 +189,28 @@ class UserTower(tf_keras.Model):
         heads = tf.reshape(self.heads(x), [-1, self.n_categories, self.spec.embedding_dim])
         query = tf.gather(heads, tf.maximum(target - 1, 0), batch_dims=1)
         return tf.math.l2_normalize(query, axis=-1)
+
+
+class TowerEnsemble(tf_keras.Model):
+    """K item towers or K user towers as one: ``concat(member outputs) · scale``. With the user side at
+    ``scale = 1/K`` and the item side at 1, a user · item dot product is the mean of the members' dot products."""
+
+    def __init__(self, members: list[tf_keras.Model], scale: float = 1.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        if not members:
+            raise ValueError("a tower ensemble needs at least one member")
+        self.members = list(members)
+        self.scale = float(scale)
+
+    @property
+    def vector_columns(self) -> dict[str, int]:
+        return self.members[0].vector_columns  # every member reads the same item features
+
+    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        out = tf.concat([member(features, training=training) for member in self.members], axis=-1)
+        return out * self.scale if self.scale != 1.0 else out
+
+    def parts(self, vectors: tf.Tensor) -> list[tf.Tensor]:
+        """Each member's own (unscaled) output from this ensemble's output."""
+        unscaled = vectors / self.scale if self.scale != 1.0 else vectors
+        return tf.split(unscaled, len(self.members), axis=-1)

@@ -25,7 +25,7 @@ from tfrec_xcat.features.memorisation import memorisation_scores
 from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.layers import GradientReversal, Memorisation, grl_lambda, unseen_prior
 from tfrec_xcat.models.spec import ModelSpec
-from tfrec_xcat.models.towers import ItemFeatures, ItemTower, UserTower
+from tfrec_xcat.models.towers import ItemFeatures, ItemTower, TowerEnsemble, UserTower
 
 
 class XcatModel(tfrs.Model):
@@ -44,16 +44,32 @@ class XcatModel(tfrs.Model):
             space.item_vector_mask if vectors else None,
             name="item_features",
         )
-        self.item_tower = ItemTower(
-            space.n_items,
-            n_cat,
-            len(space.vocabulary),
-            spec,
-            vector_columns=space.vector_columns if vectors else None,
-            token_vectors=space.token_vectors,
-            name="item_tower",
-        )
-        self.user_tower = UserTower(self.item_tower, self.item_features, space.n_users, n_cat, spec, name="user_tower")
+
+        def item_tower(name: str) -> ItemTower:
+            return ItemTower(
+                space.n_items,
+                n_cat,
+                len(space.vocabulary),
+                spec,
+                vector_columns=space.vector_columns if vectors else None,
+                token_vectors=space.token_vectors,
+                name=name,
+            )
+
+        if spec.towers == 1:
+            self.item_tower = item_tower("item_tower")
+            self.user_tower = UserTower(
+                self.item_tower, self.item_features, space.n_users, n_cat, spec, name="user_tower"
+            )
+            self.item_towers = [self.item_tower]
+        else:  # each user tower reads its own item tower; one concatenated vector per side (TowerEnsemble)
+            self.item_towers = [item_tower(f"item_tower_{k}") for k in range(spec.towers)]
+            users = [
+                UserTower(tower, self.item_features, space.n_users, n_cat, spec, name=f"user_tower_{k}")
+                for k, tower in enumerate(self.item_towers)
+            ]
+            self.item_tower = TowerEnsemble(self.item_towers, name="item_tower")
+            self.user_tower = TowerEnsemble(users, scale=1.0 / spec.towers, name="user_tower")
         self.history_table = tf.constant(space.history, dtype=tf.int32)
         self.source_items = tf.constant(space.items_of(space.source), dtype=tf.int32)
         self.target_items = tf.constant(space.items_of(space.target), dtype=tf.int32)
@@ -155,22 +171,30 @@ class XcatModel(tfrs.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         per_example = 1.0 / (tf.cast(tf.shape(items)[0], tf.float32) * replicas)
         probability = features.get("sampling_probability") if self.spec.logq_correction else None
-        if self.memorisation is None:
-            loss = per_example * self.retrieval(
-                query,
-                candidates,
-                candidate_sampling_probability=probability,
-                candidate_ids=tf.cast(items, tf.int32),
-                compute_metrics=not training,
-            )
-        else:  # the same in-batch softmax, with the wide term added to every (user, candidate) logit
-            logits = tf.matmul(query, candidates, transpose_b=True) / self.spec.temperature
-            logits += self.memorisation(users, items)
+        # every member of a tower ensemble has its own retrieval loss, as if it were trained alone
+        if isinstance(self.user_tower, TowerEnsemble):
+            pairs = list(zip(self.user_tower.parts(query), self.item_tower.parts(candidates), strict=True))
+        else:
+            pairs = [(query, candidates)]
+        wide = self.memorisation(users, items) if self.memorisation is not None else None
+        loss = tf.constant(0.0)
+        for member_query, member_candidates in pairs:
+            if wide is None:
+                loss += per_example * self.retrieval(
+                    member_query,
+                    member_candidates,
+                    candidate_sampling_probability=probability,
+                    candidate_ids=tf.cast(items, tf.int32),
+                    compute_metrics=not training,
+                )
+                continue
+            # the same in-batch softmax, with the wide term added to every (user, candidate) logit
+            logits = tf.matmul(member_query, member_candidates, transpose_b=True) / self.spec.temperature + wide
             labels = tf.eye(tf.shape(logits)[0], tf.shape(logits)[1])
             if probability is not None:  # log-Q correction on the training logits only
                 logits = tfrs.layers.loss.SamplingProbablityCorrection()(logits, probability)
             logits = tfrs.layers.loss.RemoveAccidentalHits()(labels, logits, tf.cast(items, tf.int32))
-            loss = per_example * self.retrieval_loss(labels, logits)
+            loss += per_example * self.retrieval_loss(labels, logits)
         if self.spec.ranking_weight > 0:
             negatives = tf.roll(candidates, shift=1, axis=0)
             pos = self.ranking_logits(query, candidates)
@@ -206,16 +230,17 @@ class XcatModel(tfrs.Model):
         which sits above or below the learned priors by chance, so it gets the mean prior of the least popular
         seen target items (:func:`~tfrec_xcat.models.layers.unseen_prior`). Returns how many items were unseen."""
         counts = np.asarray(counts)
-        if counts.shape != (self.item_tower.id_embedding.input_dim,):
+        if counts.shape != (self.item_towers[0].id_embedding.input_dim,):
             raise ValueError(f"counts must have one entry per model item index (OOV first), got shape {counts.shape}")
         unseen = np.flatnonzero(counts[1:] == 0) + 1
         if not len(unseen):
             return 0
         if self.spec.use_ids:
-            table = self.item_tower.id_embedding.embeddings
-            values = table.numpy()
-            values[unseen] = values[0]
-            table.assign(values)
+            for tower in self.item_towers:
+                table = tower.id_embedding.embeddings
+                values = table.numpy()
+                values[unseen] = values[0]
+                table.assign(values)
         if self.memorisation is not None:
             targets = self.target_items.numpy()
             table = self.memorisation.prior.embeddings
@@ -262,4 +287,4 @@ class XcatModel(tfrs.Model):
         for i in range(0, len(users), batch):
             u = tf.constant(users[i : i + batch], dtype=tf.int32)
             out.append(self.query(u, tf.fill(tf.shape(u), self.target_category_index)).numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.spec.embedding_dim), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.spec.embedding_dim * self.spec.towers), np.float32)

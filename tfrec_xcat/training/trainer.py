@@ -170,17 +170,16 @@ class TrainResult:
 
 
 def set_trainable(model: XcatModel, mode: str) -> None:
-    """Freeze what the transfer mode keeps fixed in stage 2."""
-    tower = model.item_tower
-    tower.trainable = True
-    if mode == "frozen":
-        tower.trainable = False
-    elif mode == "partial":
-        top = {id(layer) for layer in tower.top_layers()}
-        inputs = [tower.id_embedding, tower.category_embedding, tower.token_embedding, tower.vector_projection]
-        for layer in [*(x for x in inputs if x is not None), *tower.hidden.layers]:
-            layer.trainable = id(layer) in top
-        tower.project.trainable = True
+    """Freeze what the transfer mode keeps fixed in stage 2 (in every item tower of a tower ensemble)."""
+    model.item_tower.trainable = mode != "frozen"
+    for tower in model.item_towers:
+        tower.trainable = mode != "frozen"
+        if mode == "partial":
+            top = {id(layer) for layer in tower.top_layers()}
+            inputs = [tower.id_embedding, tower.category_embedding, tower.token_embedding, tower.vector_projection]
+            for layer in [*(x for x in inputs if x is not None), *tower.hidden.layers]:
+                layer.trainable = id(layer) in top
+            tower.project.trainable = True
 
 
 def train(
