@@ -67,9 +67,6 @@ def test_round_trip(tmp_path: Path) -> None:
         ("[ranker]\npseudo_new_fraction = 'many'\n", r"ranker: pseudo_new_fraction must be \"auto\" or in \[0, 1\)"),
         ("[ranker]\npseudo_new_fraction = 1.0\n", "pseudo_new_fraction must be"),
         ("[ranker]\npseudo_new_fraction = true\n", "pseudo_new_fraction"),
-        ("[ranker]\nfolds = 0\n", "ranker: folds must be a whole number of at least 1"),
-        ("[ranker]\nfolds = 1.5\n", "folds"),
-        ("[ranker]\nfolds = 4\npseudo_cold_fraction = 0.25\n", r"folds × pseudo_cold_fraction must stay below 1"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -19,10 +19,6 @@ class RankerSpec:
     # share of overlap TRAINING users made pseudo cold-start (their target items become the ranker's labels and
     # leave the deep model's and the memorisation term's training data)
     pseudo_cold_fraction: float = 0.15
-    # cross-fitting: disjoint sets of pseudo cold-start users, one more two-tower per extra fold (trained without
-    # that fold's target items), whose lists add to the ranking stage's training data; the first fold's two-tower
-    # is the one that scores (and is exported), so the ranker's inputs at scoring time come from the same model
-    folds: int = 1
     # share of the target items still trained on that become pseudo new items for the ranker's training lists
     # (every remaining training interaction of theirs leaves the reduced data); "auto": the share of the cold-start
     # validation users' held-out items that have no training interaction but a text (training.hybrid.unseen_share).
@@ -42,13 +38,6 @@ class RankerSpec:
     def __post_init__(self) -> None:
         if not 0.0 < self.pseudo_cold_fraction < 1.0:
             raise ValueError(f"pseudo_cold_fraction must be in (0, 1), got {self.pseudo_cold_fraction}")
-        if not isinstance(self.folds, int) or isinstance(self.folds, bool) or self.folds < 1:
-            raise ValueError(f"folds must be a whole number of at least 1, got {self.folds!r}")
-        if self.folds * self.pseudo_cold_fraction >= 1.0:
-            raise ValueError(
-                f"folds × pseudo_cold_fraction must stay below 1 (every fold is a disjoint share of the overlap "
-                f"training users), got {self.folds} × {self.pseudo_cold_fraction}"
-            )
         if self.pseudo_new_fraction != "auto" and not (
             isinstance(self.pseudo_new_fraction, (int, float))
             and not isinstance(self.pseudo_new_fraction, bool)

@@ -72,24 +72,8 @@ def feature_names(others: list[str]) -> tuple[str, ...]:
     return BASE_FEATURES + tuple(f"{name}_{part}" for name in others for part in OTHER_FEATURES)
 
 
-def pseudo_cold_rows(m: SplitMatrices, seed: int, fraction: float, folds: int = 1) -> list[np.ndarray]:
-    """Matrix rows of the pseudo cold-start users of each fold: disjoint, seeded, ``fraction`` of the overlap
-    training users each (fold 0 is the same whatever ``folds`` is)."""
-    overlap = m.overlap_rows()
-    n = max(round(fraction * len(overlap)), 1) if len(overlap) > 1 else 0
-    out: list[np.ndarray] = []
-    pool = np.asarray(overlap)
-    for fold in range(folds):
-        rng = np.random.default_rng([seed, 7919] if fold == 0 else [seed, 7919, fold])
-        k = min(n, len(pool) - 1) if fold else n  # a later fold never takes every remaining overlap user
-        rows = np.sort(rng.choice(pool, size=k, replace=False)) if k > 0 else np.zeros(0, dtype=np.int64)
-        out.append(rows)
-        pool = np.setdiff1d(pool, rows)
-    return out
-
-
 def pseudo_cold_split(
-    prepared: PreparedSeed, fraction: float, new_fraction: float = 0.0, *, fold: int = 0
+    prepared: PreparedSeed, fraction: float, new_fraction: float = 0.0
 ) -> tuple[PreparedSeed, np.ndarray]:
     """``prepared`` with a seeded ``fraction`` of the overlap training users made cold-start: their target training
     interactions leave ``train`` and become the held-out segment ``pseudo_cold``; returns their matrix rows.
@@ -97,11 +81,12 @@ def pseudo_cold_split(
     With ``new_fraction`` > 0, that share of the target items still trained on become pseudo new items: every
     training interaction they have left leaves ``train`` too (the pseudo cold-start users' interactions with them
     stay labels), so the ranking stage learns from items it meets as it will meet new ones: no memorisation, no
-    popularity, content-only vectors.
-
-    ``fold`` > 0: the users of that fold of :func:`pseudo_cold_rows` (disjoint from every earlier fold's)."""
+    popularity, content-only vectors."""
     m, split = prepared.m, prepared.split
-    rows = pseudo_cold_rows(m, prepared.seed, fraction, fold + 1)[fold]
+    overlap = m.overlap_rows()
+    rng = np.random.default_rng([prepared.seed, 7919])
+    n = max(round(fraction * len(overlap)), 1) if len(overlap) > 1 else 0
+    rows = np.sort(rng.choice(overlap, size=n, replace=False)) if n else np.zeros(0, dtype=np.int64)
     users = np.asarray(m.users[rows])
     train = split.train
     in_target = train["category"] == split.target
@@ -118,7 +103,7 @@ def pseudo_cold_split(
         heldout={**split.heldout, PSEUDO_COLD: train.loc[moved].reset_index(drop=True)},
         users={**split.users, PSEUDO_COLD: users},
     )
-    return prepared.with_split(reduced).in_workdir("deep" if fold == 0 else f"deep-fold{fold}"), rows
+    return prepared.with_split(reduced).in_workdir("deep"), rows
 
 
 #: the most ``"auto"`` takes: the deep model keeps at least half of the target items' data
@@ -183,19 +168,6 @@ class Lists:
         """The lists a first stage of ``n`` per list proposes: the candidates ranked below ``n`` in either list
         (the top ``n`` of each list are among the top ``m`` of it for any ``m >= n``)."""
         return dataclasses.replace(self, mask=self.mask & (self.first_rank < n))
-
-
-def concatenate_lists(parts: list[Lists]) -> Lists:
-    """The lists of several blocks of users as one, for training (the first-stage ``fallback`` scores, which only
-    scoring reads, are left out: they are users × every target item)."""
-    if len(parts) == 1:
-        return dataclasses.replace(parts[0], fallback=np.zeros((len(parts[0].columns), 0), np.float32))
-    fields = {
-        f.name: np.concatenate([getattr(p, f.name) for p in parts])
-        for f in dataclasses.fields(Lists)
-        if f.name != "fallback"
-    }
-    return Lists(**fields, fallback=np.zeros((len(fields["columns"]), 0), np.float32))
 
 
 def relative(scores: np.ndarray) -> np.ndarray:
@@ -412,13 +384,6 @@ class Transfer(Recommender):
             counts=counts["full"],
         )
         self.signals = signals
-        # cross-fitting: every further fold's pseudo cold-start users get lists from a two-tower and memorisation
-        # terms that never saw their target items; they only add to the ranking stage's training data
-        folds = [(train_signals, pseudo_rows, reduced.m.truth[PSEUDO_COLD])]
-        if spec.folds > 1 and "ranker" in spec.stages:
-            for fold in range(1, spec.folds):
-                folds.append(self._fold(prepared, fold, float(new_fraction), families, wide_name, history))
-            choices["folds"] = {"count": spec.folds, "pseudo_cold_users": [len(rows) for _, rows, _ in folds]}
 
         # fusion: weight on validation
         best: tuple[float, str, dict[str, Any]] = (deep_val if "deep" in spec.stages else -np.inf, "deep", {})
@@ -434,15 +399,15 @@ class Transfer(Recommender):
         # ranking stage: per candidate size, trained on pseudo cold-start users
         self.rankers: dict[int, Any] = {}
         if "ranker" in spec.stages and reduced.m.truth[PSEUDO_COLD].nnz:
+            truth = reduced.m.truth[PSEUDO_COLD]
             ranker_choices = {}
             # the lists of the largest N once; a smaller N keeps the candidates its first stage proposes
             longest = max(spec.candidates)
-            per_fold = [(fold_signals.lists(rows, longest), truth[rows]) for fold_signals, rows, truth in folds]
-            train_all = concatenate_lists([lists for lists, _ in per_fold])
+            train_all = train_signals.lists(pseudo_rows, longest)
             val_all = self._validation_lists(prepared, longest)
             for n in spec.candidates:
                 train_lists = train_all.within(n)
-                labels = np.concatenate([labels_of(lists.within(n), truth) for lists, truth in per_fold])
+                labels = labels_of(train_lists, truth[pseudo_rows])
                 validate = self._list_validator(prepared, n, val_all)
                 ranker, value, epochs = self._train_ranker(
                     spec, train_lists, labels, prepared, signals.features, validate
@@ -458,43 +423,6 @@ class Transfer(Recommender):
         choices["chosen"] = {"stage": self.stage, **self.stage_params, "val": best[0]}
         self.choices = choices
         self._say(f"final scorer: {self.stage} {self.stage_params} (cold-start val NDCG@10 {best[0]:.4f})")
-
-    def _fold(
-        self,
-        prepared: PreparedSeed,
-        fold: int,
-        new_fraction: float,
-        families: dict[str, tuple[float, MatrixBaseline, dict[str, Any]]],
-        wide_name: str,
-        history: np.ndarray,
-    ) -> tuple[Signals, np.ndarray, sp.csr_matrix]:
-        """A further cross-fitting fold: its pseudo cold-start users' signals, rows and labels. Its memorisation
-        families (at the settings the first fold chose) and its two-tower train without those users' target
-        items, so their lists look to the ranking stage as a cold-start user's do."""
-        spec = prepared.config.ranker
-        reduced, rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction, new_fraction, fold=fold)
-        if self.deep_workdir is not None:
-            reduced = dataclasses.replace(
-                reduced, workdir=self.deep_workdir.with_name(f"{self.deep_workdir.name}-fold{fold}")
-            )
-        self._say(f"cross-fitting fold {fold + 1}: {len(rows)} pseudo cold-start users")
-        models = {}
-        for name, (_, _, params) in families.items():
-            models[name] = WIDE_MODELS[name](**params)
-            models[name].fit(reduced)
-        deep = self.deep_class()  # epochs by early stopping on validation users, as the first fold's
-        deep.trainer_options = self.trainer_options
-        deep.fit(reduced)
-        signals = Signals(
-            deep,
-            models[wide_name],
-            reduced.m.target,
-            popularity_of(reduced.m),
-            history,
-            others={name: model for name, model in models.items() if name != wide_name},
-            counts=overlap_counts(reduced.m),
-        )
-        return signals, rows, reduced.m.truth[PSEUDO_COLD]
 
     def _fused_scores(self, rows: np.ndarray, weight: float) -> np.ndarray:
         deep, wide = self.signals.scores(rows)
