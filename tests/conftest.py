@@ -64,7 +64,16 @@ SMALL_CONFIG = {
         "items_per_category": list(SMALL.items_per_category),
         "n_clusters": SMALL.n_clusters,
     },
-    "model": {"embedding_dim": 16, "tower_layers": [32], "text_dim": 16, "history_per_category": 8, "max_tokens": 8},
+    # one pair of towers here (quick); the shipped default (two) is what tests/test_recommend.py and the vector
+    # export of tests/test_export.py train, export and compare
+    "model": {
+        "embedding_dim": 16,
+        "tower_layers": [32],
+        "text_dim": 16,
+        "history_per_category": 8,
+        "max_tokens": 8,
+        "towers": 1,
+    },
     "training": {"batch_size": 128, "epochs": 1, "source_epochs": 1},
     # transfer's ranking stage, kept small
     "ranker": {"candidates": [20], "epochs": 3, "fusion_weights": [1.0], "ensemble": 2},

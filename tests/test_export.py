@@ -88,6 +88,7 @@ def trained_with_vectors(vector_shop_dir: Path, tmp_path_factory: pytest.TempPat
     config["data"] = {"path": str(vector_shop_dir), "vector_columns": [VECTOR_COLUMN], "source": "Food"}
     config["data"]["target"] = "Kitchen"
     config["model"]["text_pretraining"] = "ppmi_svd"
+    config["model"]["towers"] = 2  # the shipped default: a tower ensemble exports as one two-tower
     run = tmp_path_factory.mktemp("trained-vectors")
     run_training(load_config(None, config), run)
     return run

@@ -66,7 +66,9 @@ def test_towers_accept_unseen_users_and_items(setup) -> None:
         {"item": tf.constant([0, 0]), "category": tf.constant([2, 2]), "tokens": tf.constant(tokens)}
     ).numpy()
     assert np.all(np.isfinite(vectors))
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    # every member's part is a unit vector (a tower ensemble concatenates its members' item vectors)
+    for part in np.split(vectors, SPEC.towers, axis=1):
+        np.testing.assert_allclose(np.linalg.norm(part, axis=1), 1.0, rtol=1e-5)
     assert not np.allclose(vectors[0], vectors[1])  # content alone tells new items apart
     # an unknown user with an empty history, and one whose history has unknown items only
     query = model.user_tower(

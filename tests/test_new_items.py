@@ -237,8 +237,6 @@ def test_unseen_items_are_scored_as_reindexed_new_items(prepared: PreparedSeed, 
     counts = np.bincount(space.item_index(frame["item_id"]), minlength=space.n_items + 1)
     new = space.item_index(prepared.split.new_items)
     assert len(new) and not counts[new].any()
-    ids = model.item_tower.id_embedding.embeddings.numpy()
-    np.testing.assert_array_equal(ids[new], np.repeat(ids[:1], len(new), axis=0))
     # the seen items keep exactly what training gave them (the last stage's weights, saved before settling)
     from tfrec_xcat.models.xcat import XcatModel
 
@@ -246,10 +244,14 @@ def test_unseen_items_are_scored_as_reindexed_new_items(prepared: PreparedSeed, 
     trained.build_variables()
     trained.load_weights(str(tmp_path / "stages" / "target" / "weights")).expect_partial()
     seen = np.flatnonzero(counts > 0)
-    np.testing.assert_array_equal(ids[seen], trained.item_tower.id_embedding.embeddings.numpy()[seen])
+    assert len(model.item_towers) == spec.towers
+    for tower, before in zip(model.item_towers, trained.item_towers, strict=True):  # every member's id table
+        ids = tower.id_embedding.embeddings.numpy()
+        np.testing.assert_array_equal(ids[new], np.repeat(ids[:1], len(new), axis=0))
+        np.testing.assert_array_equal(ids[seen], before.id_embedding.embeddings.numpy()[seen])
+        assert not np.allclose(before.id_embedding.embeddings.numpy()[new], ids[0])  # were not OOV
     trained_prior = trained.memorisation.prior.embeddings.numpy()[:, 0]
     np.testing.assert_array_equal(model.memorisation.prior.embeddings.numpy()[seen, 0], trained_prior[seen])
-    assert not np.allclose(trained.item_tower.id_embedding.embeddings.numpy()[new], ids[0])  # were not OOV
     with pytest.raises(ValueError, match="one entry per model item"):
         model.settle_unseen_items(counts[1:])
     # the item tower embeds a new item exactly as it embeds the same content under the unknown id

@@ -70,6 +70,7 @@ def shipped(small_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> S
         model.deep_workdir = root / "work" / "deep"  # the first fit trains the two-tower, the others restore it
         model.fit(forced)
         assert model.stage == stage
+        assert len(model.deep.model.item_towers) == 2  # the default tower ensemble is what gets exported here
         save_shipped(model, forced, root / stage / "model")
         names = ["xcat_retrieval", "xcat_item_tower"] if stage == "ranker" else ["xcat_retrieval"]  # reindex
         export(root / stage, root / stage / "saved", names=names)

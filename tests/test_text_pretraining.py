@@ -99,7 +99,8 @@ def test_the_option_initialises_the_tower_and_trains_end_to_end(prepared: Prepar
     assert space.token_vectors is prepared.token_table(spec)  # built once per seed and text setting
     model = XcatModel(space, spec)
     model.build_variables()
-    np.testing.assert_allclose(model.item_tower.token_embedding.embeddings.numpy(), space.token_vectors)
+    for tower in model.item_towers:  # every member of the tower ensemble starts from the table
+        np.testing.assert_allclose(tower.token_embedding.embeddings.numpy(), space.token_vectors)
     plain, _ = prepared.training_inputs(dataclasses.replace(spec, text_pretraining="none"), "full")
     assert plain.token_vectors is None
     no_text, _ = prepared.training_inputs(dataclasses.replace(spec, use_text=False), "full")
@@ -107,10 +108,12 @@ def test_the_option_initialises_the_tower_and_trains_end_to_end(prepared: Prepar
 
     result = train_two_tower(prepared, spec, prepared.config.training, tmp_path)
     assert result.history and np.isfinite(result.history).all()
-    trained = result.model.item_tower.token_embedding.embeddings.numpy()
-    assert not np.allclose(trained, space.token_vectors)  # fine-tuned, not frozen
+    for tower in result.model.item_towers:
+        assert not np.allclose(tower.token_embedding.embeddings.numpy(), space.token_vectors)  # fine-tuned
     vectors = result.model.target_item_vectors()
-    assert np.isfinite(vectors).all() and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(vectors).all()
+    for part in np.split(vectors, spec.towers, axis=1):  # each member's item vector is a unit vector
+        assert np.allclose(np.linalg.norm(part, axis=1), 1.0, atol=1e-5)
     assert tf.reduce_all(tf.math.is_finite(result.model.user_vectors(np.array([1, 2], np.int32)))).numpy()
 
 

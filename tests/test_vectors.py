@@ -212,12 +212,13 @@ def test_item_tower_output_changes_with_the_vector(vector_space) -> None:
     assert np.all(np.abs(before - after).max(axis=1) > 1e-4)  # every item's vector moved it
     masked = dict(features, vector_mask=tf.zeros_like(features["vector_mask"]))
     assert not np.allclose(model.item_tower(masked).numpy(), before)  # the mask is an input too
-    assert model.item_tower.get_layer("item_vectors").kernel.shape == (VECTOR_DIM, SPEC.embedding_dim)
+    for tower in model.item_towers:
+        assert tower.get_layer("item_vectors").kernel.shape == (VECTOR_DIM, SPEC.embedding_dim)
 
 
 def test_use_vectors_off_ignores_them(vector_space) -> None:
     import dataclasses
 
     model = XcatModel(vector_space, dataclasses.replace(SPEC, use_vectors=False))
-    assert model.item_tower.vector_projection is None
+    assert all(tower.vector_projection is None for tower in model.item_towers)
     assert "vectors" not in model.item_features(tf.constant([1]))

@@ -44,7 +44,7 @@ class ModelSpec:
     # independent pairs of towers trained side by side (each its own loss, own initialisation); a score is their
     # mean, so the model is still one two-tower whose vectors are the members' concatenated (models.towers.
     # TowerEnsemble): export, serving, reindex and scoring see one user and one item vector of towers × dim
-    towers: int = 1
+    towers: int = 2
 
     def __post_init__(self) -> None:
         check_choice("pooling", self.pooling, POOLINGS)

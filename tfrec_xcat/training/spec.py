@@ -18,7 +18,7 @@ class TrainSpec:
     mode: str = "full"
     batch_size: int = 512
     learning_rate: float = 0.003
-    optimizer: str = "adam"
+    optimizer: str = "lazy_adam"  # Adam with row-wise embedding updates: 2× the throughput (docs/results.md, session 6)
     source_epochs: int = 3
     epochs: int = 12  # maximum epochs of the target (or joint) stage
     patience: int = 2
