@@ -187,3 +187,17 @@ def test_warmup_requests_parse(exported: Path, trained: Path) -> None:
     assert set(log.predict_log.request.inputs) == {"user_id", "history", "k"}
     _, space, _ = load_trained(trained)
     assert set(warmup_inputs(space)) == {"xcat_retrieval", "xcat_ranking", "xcat_item_tower"}
+
+
+def test_a_model_saved_before_tower_ensembles_loads_as_one_pair(trained: Path, tmp_path: Path) -> None:
+    """spec.json without ``towers`` (written before the key existed) is one pair of towers, not today's default."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained / "model", old / "model")
+    spec = json.loads((old / "model" / "spec.json").read_text())
+    assert spec.pop("towers") == 1
+    (old / "model" / "spec.json").write_text(json.dumps(spec))
+    model, _, loaded_spec = load_trained(old)
+    assert loaded_spec.towers == 1 and len(model.item_towers) == 1
+    np.testing.assert_allclose(model.target_item_vectors(), load_trained(trained)[0].target_item_vectors())

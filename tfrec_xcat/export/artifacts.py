@@ -21,7 +21,9 @@ def load_trained(run_dir: str | Path) -> tuple[XcatModel, FeatureSpace, ModelSpe
     if missing:
         raise XcatError(f"{directory}: not a trained model (missing {', '.join(missing)}); run tfrec-xcat train first")
     space = load_space(directory)
-    spec = ModelSpec(**json.loads((directory / "spec.json").read_text()))
+    values = json.loads((directory / "spec.json").read_text())
+    values.setdefault("towers", 1)  # written before tower ensembles: one pair of towers
+    spec = ModelSpec(**values)
     model = XcatModel(space, spec)
     model.build_variables()
     model.load_weights(str(directory / "weights")).expect_partial()
