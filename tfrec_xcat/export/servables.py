@@ -17,7 +17,7 @@ All take and return string ids, do their id lookups with stock hash tables, and 
   of the stored one when the request has none); their columns are catalogue arrays, which ``reindex`` edits.
 - ``RankingServable``: ``user_id``, ``history`` as above, ``candidates`` [B, C] string → ``scores`` [B, C]
   (ranking logits; -1e9 for unknown candidates), ``known`` [B, C] bool.
-- ``ItemTowerServable``: ``item_id`` [B], ``category`` [B], ``text`` [B] string → ``embedding`` [B, d]: embeds
+- ``ItemTowerServable``: ``item_id`` [B], ``category`` [B], ``text`` [B] string → ``embedding`` [B, towers · d]: embeds
   any item, new ones from their category and text alone, for external ANN indexes (and ``reindex``). A model with
   precomputed item vectors (``[data] vector_columns``) also takes ``vectors`` [B, D] float32: the vector columns
   side by side in config order; a column whose values in a row are not all finite (e.g. NaN) means the item has no

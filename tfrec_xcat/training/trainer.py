@@ -76,7 +76,9 @@ def make_optimizer(spec: TrainSpec) -> tf_keras.optimizers.Optimizer:
     if spec.optimizer == "lazy_adam":
         from tfrec_xcat.training.optimizers import LazyAdam
 
-        return LazyAdam(spec.learning_rate)
+        # its row-wise update (tf.unique, data-dependent segment sums) is not for XLA, which tf_keras turns on
+        # by default when a GPU is present
+        return LazyAdam(spec.learning_rate, jit_compile=False)
     return tf_keras.optimizers.Adam(spec.learning_rate)
 
 
