@@ -218,7 +218,7 @@ def test_tower_ensemble_is_one_two_tower_scoring_the_members_mean(setup) -> None
     own scores; the members start apart and each learns from its own loss; unseen items settle in every member."""
     import dataclasses
 
-    _, _, _, space = setup
+    _, split, _, space = setup
     spec = dataclasses.replace(SPEC, towers=2)
     model = XcatModel(space, spec)
     model.build_variables()
@@ -240,7 +240,6 @@ def test_tower_ensemble_is_one_two_tower_scoring_the_members_mean(setup) -> None
     parts = model.user_tower.parts(query)
     np.testing.assert_allclose(np.linalg.norm(parts[0].numpy(), axis=1), 1.0, rtol=1e-5)  # each its own unit query
     # each member learns: the loss reaches every member's weights
-    _, split, _, _ = setup
     batch = split.train[split.train["category"] == "Kitchen"].head(64)
     features = {
         "user": tf.constant(space.user_index(batch["user_id"])),
