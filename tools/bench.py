@@ -165,6 +165,9 @@ def child_train_reference(config_path: Path, out: Path) -> dict[str, Any]:
 
 
 def bench_training(config: Any, out: Path) -> dict[str, Any]:
+    # like for like: the reference trains one pair of towers, so ours does too here (the default ensemble of
+    # ``[model] towers`` pairs is a quality choice that does towers x the work; docs/performance.md)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, towers=1))
     path = out / "bench-config.toml"
     path.write_text(config.to_toml())
     ours = run_child("train-ours", path, out / "ours")

@@ -25,7 +25,7 @@ class TuneSpec:
     embedding_dim: list[int] = field(default_factory=lambda: [32, 64, 128])
     tower_layers: list[list[int]] = field(default_factory=lambda: [[128], [256], [256, 128]])
     learning_rate: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01])
-    optimizer: list[str] = field(default_factory=lambda: ["adam", "adagrad"])
+    optimizer: list[str] = field(default_factory=lambda: ["lazy_adam", "adam", "adagrad"])
     temperature: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])
     pooling: list[str] = field(default_factory=lambda: ["mean", "attention", "gru"])
     grl_lambda_max: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
