@@ -162,7 +162,6 @@ def child_train_reference(config_path: Path, out: Path) -> dict[str, Any]:
         "val_ndcg@10": float(prepared.validate(scorer)),
         "train_seconds": train_seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "towers": 1,
     }
 
 
