@@ -343,3 +343,46 @@ def test_reindex_carries_the_ranker_stage(shipped: Shipped, tmp_path: Path) -> N
     columns = catalogue_of(v3, removed.path).rank
     assert columns is not None and all(w.shape[0] == n for w in columns.memorisation)
     assert op_report([removed.path])["unknown"] == []
+
+
+def test_new_arrival_slots_are_exported_and_reach_reindexed_items(shipped: Shipped, tmp_path: Path) -> None:
+    """``[ranker] new_item_slots = 2``: the exported ``recommend`` equals the in-process ranking, ``reindex``
+    carries the policy, and items it adds (popularity 0: new) take positions 9-10 of every answer, the item
+    named like the head of user 0's answer among them. (The rule itself, and
+    its graph twin against it, are tested in tests/test_new_arrivals.py.)"""
+    prepared, model = shipped.prepared, shipped.models["ranker"]
+    rows = cold_start_rows(prepared)
+    model.new_item_slots = 2  # the policy only orders the fitted stage's scores: no retraining
+    try:
+        save_shipped(model, prepared, tmp_path / "run" / "model")
+        want_ids, want_scores = in_process_top_k(model, prepared, rows, K)
+    finally:
+        model.new_item_slots = 0
+    export(tmp_path / "run", tmp_path / "saved", names=["xcat_retrieval", "xcat_item_tower"])
+    models = tmp_path / "saved"
+    users, hist = requests(prepared, rows)
+    v1 = load_saved_model(str(models / "xcat_retrieval" / "1"))
+    spec = stage_spec_of(v1)
+    assert spec is not None and (spec.new_item_slots, spec.new_item_window) == (2, 10)
+    got = call(v1.signatures["recommend"], users, hist, K)
+    assert got["item_ids"].astype(str).tolist() == want_ids.tolist()
+    np.testing.assert_allclose(got["scores"], want_scores, rtol=1e-6, atol=1e-4)
+    assert (model.signals.popularity > 0).all()  # the small shop has no new item yet: the slots change nothing
+    assert want_ids.tolist() == in_process_top_k(model, prepared, rows, K)[0].tolist()
+
+    items = load_data(prepared.config).items.set_index("item_id")
+    titles = [items.loc[want_ids[0][0], "title"], "steel whisk set", "bamboo cutting board"]
+    added_ids = ["KITNEW002", "KITNEW003", "KITNEW004"]
+    pd.DataFrame({"item_id": added_ids, "category": "Kitchen", "title": titles}).to_csv(
+        tmp_path / "new.csv", index=False
+    )
+    added = api.reindex(models, tmp_path / "new.csv")
+    v2 = load_saved_model(str(added.path))
+    spec = stage_spec_of(v2)
+    assert spec is not None and spec.new_item_slots == 2
+    answer = call(v2.signatures["recommend"], users, hist, 10)["item_ids"].astype(str)
+    for after in answer:  # the slots hold added items (one may also rank in the head on its own merits)
+        assert set(after[8:10]) <= set(added_ids) or set(after[:8]) & set(added_ids)
+        assert len(set(after) & set(added_ids)) >= 2
+    assert "KITNEW002" in set(answer[0])
+    assert op_report([added.path])["unknown"] == []

@@ -20,6 +20,10 @@ catalogue items, :meth:`RetrieveRankGraph.scores` returns the (B, T) scores of t
   scores, the strongest co-occurrence link), each ensemble member's normalisation + MLP, their mean logit; then
   the candidates by that logit and every other item by its fused score - 1e4.
 
+With ``[ranker] new_item_slots`` > 0, :func:`reserve_graph` then gives positions ``window - slots + 1 .. window``
+to the user's best new items (popularity 0: the catalogue items no training interaction reached, and every item
+``reindex`` adds) by the two-tower's score, as :func:`tfrec_xcat.training.new_arrivals.reserve` does in-process.
+
 The user's own items are -inf in every stage (never recommended). Scores are float64 (the NumPy precision of
 wide and fusion; deep and ranker are float32 values), so the ordering is the in-process one.
 """
@@ -35,6 +39,7 @@ import tensorflow as tf
 
 from tfrec_xcat.export.ranking_features import candidate_lists, check_features, fused, max_link
 from tfrec_xcat.features.space import FeatureSpace
+from tfrec_xcat.models.ranking_spec import check_slots
 from tfrec_xcat.training.shipped import RankerWeights, RetrieveRank
 
 OUTSIDE_LISTS = 1e4  # Transfer._ranked_scores: items outside the candidate lists sit this far below any logit
@@ -53,6 +58,8 @@ class StageSpec:
     source_column: np.ndarray  # [n_items + 1] int32: model item index → source column of W, -1 for none
     n_source: int
     members: list[RankerWeights]
+    new_item_slots: int = 0  # positions of the top new_item_window kept for new items (new_arrivals)
+    new_item_window: int = 10
 
 
 @dataclass
@@ -110,6 +117,8 @@ def stage_of(part: RetrieveRank, space: FeatureSpace) -> tuple[StageSpec, RankCo
         source_column=source_column,
         n_source=n_source,
         members=list(part.members) if ranker else [],
+        new_item_slots=int(part.new_item_slots),
+        new_item_window=int(part.new_item_window),
     )
     columns = RankColumns(
         memorisation=[w.T.tocsr() for w in families.values()],
@@ -122,6 +131,35 @@ def stage_of(part: RetrieveRank, space: FeatureSpace) -> tuple[StageSpec, RankCo
 
 def _variable(value: np.ndarray, name: str, dtype: tf.DType) -> tf.Variable:
     return tf.Variable(tf.constant(np.asarray(value), dtype), trainable=False, name=name)
+
+
+def reserve_graph(scores: tf.Tensor, deep: tf.Tensor, new: tf.Tensor, slots: int, window: int) -> tf.Tensor:
+    """:func:`tfrec_xcat.training.new_arrivals.reserve` in stock TensorFlow ops: (B, T) float64 ``scores``, the
+    two-tower's (B, T) ``deep`` scores and the (T,) bool ``new`` mask; ``slots`` and ``window`` are fixed when
+    the graph is traced."""
+    check_slots(slots, window)
+    if slots == 0:
+        return scores
+    width = tf.shape(scores)[1]
+    head_n = tf.minimum(window - slots, width)
+    take = tf.minimum(slots, width)
+    head = tf.math.top_k(scores, k=head_n)
+    batch = tf.shape(scores)[0]
+    rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(head.indices))
+    cells = tf.stack([rows, head.indices], axis=-1)
+    in_head = tf.scatter_nd(cells, tf.ones_like(head.indices), tf.shape(scores)) > 0
+    finite_head = tf.reduce_min(tf.where(tf.math.is_finite(head.values), head.values, math.inf), axis=1)
+    low = tf.where(tf.math.is_finite(finite_head), finite_head, tf.zeros_like(finite_head))
+    minus_inf = tf.constant(-math.inf, tf.float64)
+    eligible = new[None, :] & ~in_head & tf.math.is_finite(scores)
+    candidates = tf.where(eligible, tf.cast(deep, tf.float64), minus_inf)
+    picks = tf.math.top_k(candidates, k=take)
+    out = tf.where(in_head, scores, scores - float(slots + 1))
+    values = low[:, None] - 1.0 - tf.cast(tf.range(take), tf.float64)[None, :]
+    valid = tf.where(tf.math.is_finite(picks.values))  # (M, 2): batch row, slot
+    pick_rows = tf.cast(valid[:, 0], tf.int32)
+    targets = tf.stack([pick_rows, tf.gather_nd(picks.indices, valid)], axis=1)
+    return tf.tensor_scatter_nd_update(out, targets, tf.gather_nd(values, valid))
 
 
 class RetrieveRankGraph(tf.Module):
@@ -140,6 +178,9 @@ class RetrieveRankGraph(tf.Module):
         self.families = tf.Variable(tf.constant(spec.families, tf.string, [len(spec.families)]), trainable=False)
         self.source_column = _variable(spec.source_column, "source_column", tf.int32)
         self.n_source = tf.Variable(int(spec.n_source), dtype=tf.int32, trainable=False, name="n_source")
+        check_slots(spec.new_item_slots, spec.new_item_window)
+        self.new_item_slots = tf.Variable(int(spec.new_item_slots), dtype=tf.int32, trainable=False, name="slots")
+        self.new_item_window = tf.Variable(int(spec.new_item_window), dtype=tf.int32, trainable=False, name="window")
         self.n_members = tf.Variable(len(spec.members), dtype=tf.int32, trainable=False, name="members")
         self.n_layers = tf.Variable(
             len(spec.members[0].kernels) if spec.members else 0, dtype=tf.int32, trainable=False, name="layers"
@@ -195,7 +236,17 @@ class RetrieveRankGraph(tf.Module):
 
     def scores(self, deep: tf.Tensor, hot: tf.Tensor, owned: tf.Tensor) -> tf.Tensor:
         """(B, T) float64 final scores from the two-tower's (B, T) ``deep`` scores, the (B, n_source) float64
-        multi-hot source history ``hot`` and the (B, T) bool ``owned`` catalogue items."""
+        multi-hot source history ``hot`` and the (B, T) bool ``owned`` catalogue items: the chosen stage's, then
+        the new-arrival slots (if any)."""
+        staged = self.stage_scores(deep, hot, owned)
+        spec = self.spec
+        if not spec.new_item_slots:
+            return staged
+        new = tf.equal(self.log_popularity, 0.0)
+        return reserve_graph(staged, deep, new, spec.new_item_slots, spec.new_item_window)
+
+    def stage_scores(self, deep: tf.Tensor, hot: tf.Tensor, owned: tf.Tensor) -> tf.Tensor:
+        """(B, T) float64 scores of the chosen stage (see :meth:`scores`)."""
         stage = self.spec.stage
         minus_inf = tf.constant(-math.inf, tf.float64)
         deep = tf.where(owned, minus_inf, tf.cast(deep, tf.float64))
@@ -246,6 +297,9 @@ def spec_of(loaded: object) -> StageSpec:
         families=_text(loaded.families.numpy()),
         source_column=array("source_column").astype(np.int32),
         n_source=int(loaded.n_source.numpy()),
+        # versions written before the new-arrival slots have none
+        new_item_slots=int(loaded.new_item_slots.numpy()) if hasattr(loaded, "new_item_slots") else 0,
+        new_item_window=int(loaded.new_item_window.numpy()) if hasattr(loaded, "new_item_window") else 10,
         members=[
             RankerWeights(
                 mean=array(f"member{m}_mean"),

@@ -21,6 +21,8 @@ model combines them by design, and decides on the run's own cold-start VALIDATIO
 6. **Choice**: the final scorer is the best on validation users of deep only, memorisation only, fusion
    (per-user standardised deep + w · standardised wide, w from ``[ranker] fusion_weights``) and the ranking
    stage, so the model falls back to what works on data where one signal is weak.
+7. **New-arrival slots** (``[ranker] new_item_slots``, off by default): a shop's exposure policy on top of the
+   final scorer (:mod:`tfrec_xcat.training.new_arrivals`); the parts in :meth:`Transfer.ablations` stay without.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from tfrec_xcat.features.memorisation import overlap_counts
 from tfrec_xcat.models.ranking_spec import RankerSpec
 from tfrec_xcat.pipeline import SELECTION_METRIC, PreparedSeed
 from tfrec_xcat.recommender import Recommender
+from tfrec_xcat.training.new_arrivals import reserve
 from tfrec_xcat.training.variants import NeuralModel, TransferWideDeep
 
 log = logging.getLogger(__name__)
@@ -310,6 +313,7 @@ class Transfer(Recommender):
         # trainer's ``strategy`` / ``progress``
         self.deep_workdir: Path | None = None
         self.trainer_options: dict[str, Any] = {}
+        self.new_item_slots, self.new_item_window = 0, 10
 
     def _say(self, text: str) -> None:
         log.info("%s", text)
@@ -320,6 +324,7 @@ class Transfer(Recommender):
 
     def fit(self, prepared: PreparedSeed) -> None:
         spec = prepared.config.ranker
+        self.new_item_slots, self.new_item_window = spec.new_item_slots, spec.new_item_window
         new_fraction = unseen_share(prepared) if spec.pseudo_new_fraction == "auto" else spec.pseudo_new_fraction
         reduced, pseudo_rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction, float(new_fraction))
         if self.deep_workdir is not None:
@@ -517,6 +522,17 @@ class Transfer(Recommender):
         return parts
 
     def score(self, rows: np.ndarray) -> np.ndarray:
+        staged = self._stage_scores(rows)
+        if not self.new_item_slots:
+            return staged
+        # the user's own items first leave the ranking (as the exported graph has them), then the slots
+        staged = np.asarray(staged, np.float64).copy()
+        staged[self.signals.exclude[rows].toarray() > 0] = -np.inf
+        deep = np.asarray(self.deep.score(rows), np.float64)
+        new = self.signals.popularity == 0
+        return reserve(staged, deep, new, self.new_item_slots, self.new_item_window)
+
+    def _stage_scores(self, rows: np.ndarray) -> np.ndarray:
         if self.stage == "deep":
             return self.deep.score(rows)
         if self.stage == "wide":

@@ -91,6 +91,8 @@ class RetrieveRank:
     hidden: list[int] = field(default_factory=list)  # the ranker's hidden widths
     members: list[RankerWeights] = field(default_factory=list)  # the ranker ensemble (ranker stage only)
     wide: dict[str, Any] = field(default_factory=dict)  # which memorisation term W is, and its settings
+    new_item_slots: int = 0  # positions of the top new_item_window kept for new items (training.new_arrivals)
+    new_item_window: int = 10
 
 
 def retrieve_rank_of(model: Transfer) -> RetrieveRank:
@@ -106,6 +108,8 @@ def retrieve_rank_of(model: Transfer) -> RetrieveRank:
         others={name: other.weights.tocsr() for name, other in signals.others.items()},
         counts=signals.counts.tocsr(),
         wide={k: v for k, v in model.choices["wide"].items() if k in ("model", "params")},
+        new_item_slots=int(model.new_item_slots),
+        new_item_window=int(model.new_item_window),
     )
     if model.stage == "ranker":
         n = int(model.stage_params["candidates"])
@@ -149,6 +153,8 @@ def save_retrieve_rank(part: RetrieveRank, directory: Path) -> None:
         "hidden": part.hidden,
         "members": len(part.members),
         "wide": part.wide,
+        "new_item_slots": part.new_item_slots,
+        "new_item_window": part.new_item_window,
     }
     (directory / STAGE_FILE).write_text(json.dumps(meta, indent=2, default=str))
 
@@ -192,4 +198,6 @@ def load_retrieve_rank(directory: Path) -> RetrieveRank | None:
         hidden=[int(w) for w in meta["hidden"]],
         members=members,
         wide=dict(meta.get("wide", {})),
+        new_item_slots=int(meta.get("new_item_slots", 0)),  # runs saved before the slots have none
+        new_item_window=int(meta.get("new_item_window", 10)),
     )

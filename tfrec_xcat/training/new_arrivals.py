@@ -1,0 +1,53 @@
+"""New-arrival slots: positions of the top ``window`` kept for items no one has interacted with yet.
+
+A ranking trained to maximise NDCG puts an item with memorisation evidence and popularity above any new item for
+nearly every user (docs/results.md, sessions 5 and 8): left to itself, ``transfer`` never shows a product a shop
+has just added, however well its content path places it among the other new items. This policy is the shop's
+decision to give new items exposure (``[ranker] new_item_slots``, off by default): the first ``window - slots``
+positions stay as the final stage ranks them; the next ``slots`` go to the user's best new items by the two-tower's
+score (the content path is all a new item has); then everything else, in its order.
+
+"New" is a catalogue item with no training interaction (popularity 0): in ``run`` the items the split withheld or
+no one bought, in an exported model the items ``reindex`` added too. :func:`reserve` is the NumPy rule;
+:func:`tfrec_xcat.export.recommend.reserve_graph` computes the same with stock TensorFlow ops (parity test:
+``tests/test_new_arrivals.py``). Ties are broken by column, as ``tf.math.top_k`` breaks them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfrec_xcat.models.ranking_spec import check_slots
+
+
+def reserve(scores: np.ndarray, deep: np.ndarray, new: np.ndarray, slots: int, window: int) -> np.ndarray:
+    """(U, T) float64 scores whose order puts the ``slots`` best new items (by ``deep``) at positions
+    ``window - slots + 1 .. window`` of every row.
+
+    ``scores`` are the final stage's (U, T) scores (-inf: never recommended), ``deep`` the two-tower's (U, T)
+    scores, ``new`` a (T,) bool mask. The ``window - slots`` best items keep their scores (the head); the new items
+    picked get ``h - 1 - j`` (h: the head's lowest finite score, j: 0 for the best new item); every other item
+    moves down by ``slots + 1``, below the last slot and in its own order. A row with fewer new items than slots
+    fills what it can; a new item the user cannot get (-inf) is never picked."""
+    check_slots(slots, window)
+    scores = np.asarray(scores, dtype=np.float64)
+    if slots == 0 or not len(scores):
+        return scores
+    rows = np.arange(len(scores))[:, None]
+    width = scores.shape[1]
+    head_n = min(window - slots, width)
+    head_cols = np.argsort(-scores, axis=1, kind="stable")[:, :head_n]
+    head = np.zeros(scores.shape, dtype=bool)
+    head[rows, head_cols] = True
+    head_values = scores[rows, head_cols]
+    finite_head = np.where(np.isfinite(head_values), head_values, np.inf).min(axis=1)
+    low = np.where(np.isfinite(finite_head), finite_head, 0.0)
+    candidates = np.where(new[None, :] & ~head & np.isfinite(scores), np.asarray(deep, np.float64), -np.inf)
+    take = min(slots, width)
+    picks = np.argsort(-candidates, axis=1, kind="stable")[:, :take]
+    valid = np.isfinite(candidates[rows, picks])
+    out = np.where(head, scores, scores - (slots + 1))
+    values = low[:, None] - 1.0 - np.arange(take)[None, :]
+    r, j = np.nonzero(valid)
+    out[r, picks[r, j]] = values[r, j]
+    return out
