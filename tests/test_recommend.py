@@ -386,3 +386,11 @@ def test_new_arrival_slots_are_exported_and_reach_reindexed_items(shipped: Shipp
         assert len(set(after) & set(added_ids)) >= 2
     assert "KITNEW002" in set(answer[0])
     assert op_report([added.path])["unknown"] == []
+
+    # the policy changes without retraining: reindex --new-item-slots 0 turns it off, 10 is refused
+    off = api.reindex(models, new_item_slots=0)
+    assert off.new_item_slots == 0 and (off.added, off.removed) == (0, 0)
+    plain = call(load_saved_model(str(off.path)).signatures["recommend"], users, hist, 10)["item_ids"].astype(str)
+    assert (plain != answer).any() and not {"KITNEW003", "KITNEW004"} <= set(plain[0])
+    with pytest.raises(XcatError, match=r"--new-item-slots: new_item_slots must be in \[0, new_item_window = 10\)"):
+        api.reindex(models, new_item_slots=10)

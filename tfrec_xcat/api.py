@@ -124,6 +124,7 @@ def reindex(
     remove: str | Path | None = None,
     replace: bool = False,
     text_columns: list[str] | None = None,
+    new_item_slots: int | None = None,
 ) -> ReindexResult:
     """Publish a new ``xcat_retrieval`` version whose catalogue adds ``items`` and drops ``remove``, without
     retraining (``tfrec-xcat reindex``): new items are embedded by the exported ``xcat_item_tower``; the version
@@ -136,6 +137,8 @@ def reindex(
         remove: a CSV/Parquet file with an ``item_id`` column: items to drop (each must be in the catalogue).
         replace: re-embed items of ``items`` that are already in the catalogue (else they are an error).
         text_columns: the text columns of ``items`` to use (default all but ``item_id`` and ``category``).
+        new_item_slots: the ``recommend`` signature's new-arrival slots from this version on (positions
+            ``window - slots + 1 .. window`` go to never-bought items; 0 turns them off; None keeps them).
 
     Returns:
         A :class:`tfrec_xcat.export.reindex.ReindexResult`: the new version and its folder, the version it was
@@ -144,7 +147,9 @@ def reindex(
     """
     from tfrec_xcat.export.reindex import reindex as run_reindex
 
-    return run_reindex(models, items, remove=remove, replace=replace, text_columns=text_columns)
+    return run_reindex(
+        models, items, remove=remove, replace=replace, text_columns=text_columns, new_item_slots=new_item_slots
+    )
 
 
 def score(

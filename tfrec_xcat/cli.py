@@ -150,7 +150,14 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     from tfrec_xcat.api import reindex
 
     text = [c for c in args.text_columns.split(",") if c] if args.text_columns is not None else None
-    result = reindex(args.models, args.items, remove=args.remove, replace=args.replace, text_columns=text)
+    result = reindex(
+        args.models,
+        args.items,
+        remove=args.remove,
+        replace=args.replace,
+        text_columns=text,
+        new_item_slots=args.new_item_slots,
+    )
     print(
         f"xcat_retrieval: published version {result.version} (from version {result.previous}): {result.added} added, "
         f"{result.replaced} replaced, {result.removed} removed; {result.items:,} items"
@@ -158,6 +165,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if result.item_tower_version is not None:
         prior = f", prior {result.new_item_prior:.4f}" if result.new_item_prior is not None else ""
         print(f"embedded by xcat_item_tower version {result.item_tower_version} (new items: popularity 0{prior})")
+    if result.new_item_slots is not None:
+        print(f"recommend: {result.new_item_slots} new-arrival slot(s)")
     print(f"wrote {result.path}")
     return 0
 
@@ -331,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--text-columns", help="comma-separated text columns of --items (default: all but item_id and category)"
+    )
+    p.add_argument(
+        "--new-item-slots",
+        type=int,
+        metavar="N",
+        help="recommend's new-arrival slots from this version on: the last N positions of the top "
+        "new_item_window (10) go to never-bought items (0: off; default: keep the version's)",
     )
     p.set_defaults(func=cmd_reindex)
 

@@ -28,6 +28,7 @@ republished: it scores candidates it knows by id, and reports a new item as not 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from tfrec_xcat.export.loading import load_saved_model
 from tfrec_xcat.export.recommend import StageSpec, columns_of, spec_of
 from tfrec_xcat.export.servables import SERVABLES, Catalogue, CatalogueRetrieval
 from tfrec_xcat.export.writer import next_version, versions, write_version
+from tfrec_xcat.models.ranking_spec import check_slots
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class ReindexResult:
     items: int  # catalogue size of the new version
     item_tower_version: int | None  # the version that embedded the new texts (None when nothing was embedded)
     new_item_prior: float | None  # the prior the added items got (wide & deep models)
+    new_item_slots: int | None = None  # the recommend signature's new-arrival slots (None: no recommend)
 
 
 def _text(values: np.ndarray) -> np.ndarray:
@@ -294,6 +297,22 @@ def _publish(module: CatalogueRetrieval, models: Path, warmup: dict[str, np.ndar
         raise XcatError(f"{models / RETRIEVAL}: cannot publish version {version}: {exc.strerror or exc}") from None
 
 
+def _with_slots(spec: StageSpec | None, slots: int | None, label: str) -> StageSpec | None:
+    """``spec`` with ``slots`` new-arrival slots (None: unchanged); a one-line error where it cannot have them."""
+    if slots is None:
+        return spec
+    if spec is None:
+        raise XcatError(
+            f"--new-item-slots: {label} has no recommend signature (the slots order transfer's retrieve → rank "
+            "stage; export a run trained with tfrec-xcat train); nothing was published"
+        )
+    try:
+        check_slots(slots, spec.new_item_window)
+    except ValueError as exc:
+        raise XcatError(f"--new-item-slots: {exc}; nothing was published") from None
+    return dataclasses.replace(spec, new_item_slots=int(slots))
+
+
 def reindex(
     models: str | Path,
     items: str | Path | None = None,
@@ -301,13 +320,17 @@ def reindex(
     remove: str | Path | None = None,
     replace: bool = False,
     text_columns: list[str] | None = None,
+    new_item_slots: int | None = None,
 ) -> ReindexResult:
     """Publish a new ``xcat_retrieval`` version: the newest one's catalogue with ``items`` added (or, with
-    ``replace``, re-embedded) and the ids of ``remove`` dropped. See the module docstring. Every problem is a
-    one-line :class:`XcatError`, raised before anything is written."""
+    ``replace``, re-embedded) and the ids of ``remove`` dropped; ``new_item_slots`` sets the ``recommend``
+    signature's new-arrival slots (:mod:`tfrec_xcat.training.new_arrivals`; None keeps them). See the module
+    docstring. Every problem is a one-line :class:`XcatError`, raised before anything is written."""
     models = Path(models)
-    if items is None and remove is None:
-        raise XcatError("nothing to do: give --items FILE (items to add) and/or --remove FILE (items to drop)")
+    if items is None and remove is None and new_item_slots is None:
+        raise XcatError(
+            "nothing to do: give --items FILE (items to add), --remove FILE (items to drop) and/or --new-item-slots N"
+        )
     found = versions(models / RETRIEVAL)
     if not found:
         raise XcatError(f"{models / RETRIEVAL}: no exported versions (run tfrec-xcat export first)")
@@ -342,7 +365,8 @@ def reindex(
 
     known = {item: i for i, item in enumerate(_text(encoder.item_ids.numpy()), start=1)} if added else {}
     edited, prior = edit_catalogue(catalogue, added, replaced, removed, {i: known[i] for i in added if i in known})
-    module = CatalogueRetrieval(encoder, edited, stage_spec_of(loaded))
+    stage = _with_slots(stage_spec_of(loaded), new_item_slots, label)
+    module = CatalogueRetrieval(encoder, edited, stage)
     path, version = _publish(module, models, warmup_of(where))
     log.info("published %s (%d added, %d replaced, %d removed)", path, len(added), len(replaced), len(removed))
     return ReindexResult(
@@ -355,4 +379,5 @@ def reindex(
         items=len(edited.item_ids),
         item_tower_version=tower_version,
         new_item_prior=prior if added else None,
+        new_item_slots=stage.new_item_slots if stage is not None else None,
     )
