@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tfrec_xcat.export.ranking_features import candidate_lists, check_features, fused, max_link
 from tfrec_xcat.features.space import FeatureSpace
-from tfrec_xcat.models.ranking_spec import check_slots
+from tfrec_xcat.models.ranking_spec import NEW_ITEM_WINDOW, check_slots
 from tfrec_xcat.training.shipped import RankerWeights, RetrieveRank
 
 OUTSIDE_LISTS = 1e4  # Transfer._ranked_scores: items outside the candidate lists sit this far below any logit
@@ -59,7 +59,7 @@ class StageSpec:
     n_source: int
     members: list[RankerWeights]
     new_item_slots: int = 0  # positions of the top new_item_window kept for new items (new_arrivals)
-    new_item_window: int = 10
+    new_item_window: int = NEW_ITEM_WINDOW
 
 
 @dataclass
@@ -178,7 +178,6 @@ class RetrieveRankGraph(tf.Module):
         self.families = tf.Variable(tf.constant(spec.families, tf.string, [len(spec.families)]), trainable=False)
         self.source_column = _variable(spec.source_column, "source_column", tf.int32)
         self.n_source = tf.Variable(int(spec.n_source), dtype=tf.int32, trainable=False, name="n_source")
-        check_slots(spec.new_item_slots, spec.new_item_window)
         self.new_item_slots = tf.Variable(int(spec.new_item_slots), dtype=tf.int32, trainable=False, name="slots")
         self.new_item_window = tf.Variable(int(spec.new_item_window), dtype=tf.int32, trainable=False, name="window")
         self.n_members = tf.Variable(len(spec.members), dtype=tf.int32, trainable=False, name="members")
@@ -299,7 +298,7 @@ def spec_of(loaded: object) -> StageSpec:
         n_source=int(loaded.n_source.numpy()),
         # versions written before the new-arrival slots have none
         new_item_slots=int(loaded.new_item_slots.numpy()) if hasattr(loaded, "new_item_slots") else 0,
-        new_item_window=int(loaded.new_item_window.numpy()) if hasattr(loaded, "new_item_window") else 10,
+        new_item_window=int(loaded.new_item_window.numpy()) if hasattr(loaded, "new_item_window") else NEW_ITEM_WINDOW,
         members=[
             RankerWeights(
                 mean=array(f"member{m}_mean"),

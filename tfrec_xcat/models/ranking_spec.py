@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 WIDE = ("cooccurrence", "itemknn", "rp3beta")
 STAGES = ("deep", "wide", "fusion", "ranker")
+NEW_ITEM_WINDOW = 10  # the default top positions new-arrival slots are counted in (also of exports made before them)
 
 
 def check_slots(slots: int, window: int) -> None:
@@ -48,7 +49,7 @@ class RankerSpec:
     # because every slot costs cold-start NDCG@10 (Food→Kitchen with 10% new items: 0.0452 → 0.0441 for one slot;
     # docs/results.md, session 8)
     new_item_slots: int = 0
-    new_item_window: int = 10
+    new_item_window: int = NEW_ITEM_WINDOW
 
     def __post_init__(self) -> None:
         if not 0.0 < self.pseudo_cold_fraction < 1.0:

@@ -44,7 +44,7 @@ from tfrec_xcat.evaluation.evaluate import segment_rows
 from tfrec_xcat.evaluation.metrics import list_ndcg
 from tfrec_xcat.features.matrices import SplitMatrices
 from tfrec_xcat.features.memorisation import overlap_counts
-from tfrec_xcat.models.ranking_spec import RankerSpec
+from tfrec_xcat.models.ranking_spec import NEW_ITEM_WINDOW, RankerSpec
 from tfrec_xcat.pipeline import SELECTION_METRIC, PreparedSeed
 from tfrec_xcat.recommender import Recommender
 from tfrec_xcat.training.new_arrivals import reserve
@@ -313,7 +313,7 @@ class Transfer(Recommender):
         # trainer's ``strategy`` / ``progress``
         self.deep_workdir: Path | None = None
         self.trainer_options: dict[str, Any] = {}
-        self.new_item_slots, self.new_item_window = 0, 10
+        self.new_item_slots, self.new_item_window = 0, NEW_ITEM_WINDOW
 
     def _say(self, text: str) -> None:
         log.info("%s", text)
@@ -525,10 +525,11 @@ class Transfer(Recommender):
         staged = self._stage_scores(rows)
         if not self.new_item_slots:
             return staged
+        # the deep stage's scores are the two-tower's already
+        deep = np.asarray(staged if self.stage == "deep" else self.deep.score(rows), np.float64)
         # the user's own items first leave the ranking (as the exported graph has them), then the slots
         staged = np.asarray(staged, np.float64).copy()
         staged[self.signals.exclude[rows].toarray() > 0] = -np.inf
-        deep = np.asarray(self.deep.score(rows), np.float64)
         new = self.signals.popularity == 0
         return reserve(staged, deep, new, self.new_item_slots, self.new_item_window)
 

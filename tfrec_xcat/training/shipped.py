@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from tfrec_xcat.errors import XcatError
 from tfrec_xcat.features.space import save_space
+from tfrec_xcat.models.ranking_spec import NEW_ITEM_WINDOW
 from tfrec_xcat.pipeline import PreparedSeed
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class RetrieveRank:
     members: list[RankerWeights] = field(default_factory=list)  # the ranker ensemble (ranker stage only)
     wide: dict[str, Any] = field(default_factory=dict)  # which memorisation term W is, and its settings
     new_item_slots: int = 0  # positions of the top new_item_window kept for new items (training.new_arrivals)
-    new_item_window: int = 10
+    new_item_window: int = NEW_ITEM_WINDOW
 
 
 def retrieve_rank_of(model: Transfer) -> RetrieveRank:
@@ -199,5 +200,5 @@ def load_retrieve_rank(directory: Path) -> RetrieveRank | None:
         members=members,
         wide=dict(meta.get("wide", {})),
         new_item_slots=int(meta.get("new_item_slots", 0)),  # runs saved before the slots have none
-        new_item_window=int(meta.get("new_item_window", 10)),
+        new_item_window=int(meta.get("new_item_window", NEW_ITEM_WINDOW)),
     )
