@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tfrec_xcat.baselines.content_knn import ContentKnn, bm25_weights, max_profile
+from tfrec_xcat.baselines.content_knn import ContentKnn
 from tfrec_xcat.baselines.popularity import Popularity
 from tfrec_xcat.config import Config, load_config
 from tfrec_xcat.data.dataset import ShopData
 from tfrec_xcat.evaluation.evaluate import evaluate_new_items, evaluate_segment, summarize
 from tfrec_xcat.experiment import Fitted, fit_and_evaluate, new_item_significance, run_experiment
+from tfrec_xcat.features.content import max_profile, weigh
 from tfrec_xcat.pipeline import PreparedSeed, load_data, prepare_seed
 
 FRACTION = 0.2
@@ -200,7 +201,7 @@ def test_bm25_weights_by_hand() -> None:
             if tf:
                 want[d, t] = idf[t] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / 2.5))
     want /= np.linalg.norm(want, axis=1, keepdims=True)
-    np.testing.assert_allclose(bm25_weights(counts, k1, b).toarray(), want)
+    np.testing.assert_allclose(weigh(counts, "bm25", idf, 2.5).toarray(), want)
     assert want[0, 0] / want[0, 1] < 2 * idf[0] / idf[1]  # a repeated word saturates
 
 

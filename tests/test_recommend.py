@@ -345,6 +345,38 @@ def test_reindex_carries_the_ranker_stage(shipped: Shipped, tmp_path: Path) -> N
     assert op_report([removed.path])["unknown"] == []
 
 
+def test_new_arrival_slots_by_text_profile_equal_in_process(shipped: Shipped, tmp_path: Path) -> None:
+    """The slots' new items ordered by the text profile (``new_item_order`` "mix", the default, and "content"):
+    with the 40 least popular items made new (popularity 0), the exported ``recommend`` equals the in-process
+    ``Transfer.score``, and the text profile changes which new items take the slots."""
+    prepared, model = shipped.prepared, shipped.models["deep"]
+    assert model.content is not None and model.new_item_order == "mix"
+    rows = cold_start_rows(prepared)
+    users, hist = requests(prepared, rows)
+    popularity = model.signals.popularity
+    new = np.zeros(len(popularity), bool)
+    new[np.argsort(popularity, kind="stable")[:40]] = True
+    model.signals.popularity, model.new_item_slots = np.where(new, 0.0, popularity), 3
+    slots = {}
+    try:
+        for order in ("mix", "content", "deep"):
+            model.new_item_order = order
+            want_ids, want_scores = in_process_top_k(model, prepared, rows, 10)
+            slots[order] = want_ids[:, 7:]
+            assert np.isin(want_ids[:, 7:], np.asarray(prepared.m.target_items)[new]).all()
+            if order == "deep":
+                continue
+            save_shipped(model, prepared, tmp_path / order / "model")
+            export(tmp_path / order, tmp_path / order / "saved", names=["xcat_retrieval"])
+            loaded = load_saved_model(str(tmp_path / order / "saved" / "xcat_retrieval" / "1"))
+            got = call(loaded.signatures["recommend"], users, hist, 10)
+            assert got["item_ids"].astype(str).tolist() == want_ids.tolist()
+            np.testing.assert_allclose(got["scores"], want_scores, rtol=1e-6, atol=1e-4)
+    finally:
+        model.signals.popularity, model.new_item_slots, model.new_item_order = popularity, 0, "mix"
+    assert (slots["mix"] != slots["deep"]).any() and (slots["content"] != slots["deep"]).any()
+
+
 def test_new_arrival_slots_are_exported_and_reach_reindexed_items(shipped: Shipped, tmp_path: Path) -> None:
     """``[ranker] new_item_slots = 2``: the exported ``recommend`` equals the in-process ranking, ``reindex``
     carries the policy, and items it adds (popularity 0: new) take positions 9-10 of every answer, the item

@@ -1,13 +1,8 @@
-"""The new-arrival slots measured (docs/results.md, session 8): ``python tools/new_item_slots.py DATA SOURCE TARGET
-SEED OUT``. Fit transfer + content_knn once on a new-item split, then measure, for s
-reserved positions at the end of the top 10 filled by the best new items (by a slot scorer), the cold-start NDCG@10
-and the new-item NDCG@10 (full ranking), on validation and test. ``slotted`` orders as
-:func:`tfrec_xcat.training.new_arrivals.reserve` does (head, then the best new items, then the rest); the
-``bm25`` and ``mix`` orders are lab-only (not in the exported graph).
-
-A new-arrivals slot policy. Fit transfer + content_knn once on a new-item split, then measure, for s
-reserved positions at the end of the top 10 filled by the best new items (by a slot scorer), the cold-start NDCG@10
-and the new-item NDCG@10 (full ranking), on validation and test."""
+"""The new-arrival slots measured (docs/results.md, sessions 8 and 9): ``python tools/new_item_slots.py DATA SOURCE
+TARGET SEED OUT``. Fit transfer + content_knn once on a split with ``new_item_fraction = 0.1``, then measure the
+shipped rule (``Transfer.score`` with ``[ranker] new_item_slots`` s and ``new_item_order`` deep / content / mix)
+for s in 0, 1, 3, 5: the cold-start NDCG@10 and the new-item NDCG@10 (full ranking), on validation and test, and
+paired bootstraps against content_knn (new items) and against no slots (cold-start)."""
 
 import json
 import os
@@ -55,64 +50,42 @@ ck = ck_best[1]
 
 tr = Transfer()
 tr.fit(prepared.in_workdir("transfer"))
-print("transfer fitted", tr.choices["chosen"], time.time() - t0, flush=True)
+print("transfer fitted", tr.choices["chosen"], tr.choices.get("content"), time.time() - t0, flush=True)
+
+# the shipped rule (Transfer.score with new_item_slots / new_item_order), the stage's and the deep model's scores
+# cached per block of users so each setting costs only the slots
+cache: dict[tuple[str, bytes], np.ndarray] = {}
 
 
-def slotted(base: np.ndarray, slot: np.ndarray, s: int, k: int = 10) -> np.ndarray:
-    if s == 0:
-        return base
-    order = np.argsort(-base, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(order.shape[1])[None, :].repeat(len(order), 0), axis=1)
-    out = -ranks.astype(np.float64)
-    head = ranks < (k - s)
-    cand = np.where(new[None, :] & ~head, slot, -np.inf)
-    top = np.argsort(-cand, axis=1, kind="stable")[:, :s]
-    for j in range(s):
-        out[np.arange(len(base)), top[:, j]] = -(k - s - 1) - 0.5 - 0.01 * j
-    return out
+def cached(name, fn):
+    def wrapped(rows):
+        key = (name, np.asarray(rows).tobytes())
+        if key not in cache:
+            cache[key] = fn(rows)
+        return cache[key]
+
+    return wrapped
 
 
-deep_cache = {}
-
-
-def deep(rows):
-    return np.asarray(tr.deep.score(rows), dtype=np.float64)
-
-
-def bm25(rows):
-    return np.asarray(ck.score(rows), dtype=np.float64)
-
-
-def mix(rows):
-    d, b = deep(rows), bm25(rows)
-    d = np.where(new[None, :], d, np.nan)
-    b = np.where(new[None, :], b, np.nan)
-
-    def z(x):
-        return (x - np.nanmean(x, 1, keepdims=True)) / (np.nanstd(x, 1, keepdims=True) + 1e-12)
-
-    return np.nan_to_num(z(d) + z(b), nan=-np.inf)
-
+tr._stage_scores = cached("stage", tr._stage_scores)
+tr.deep.score = cached("deep", tr.deep.score)
+tr.content_scores = cached("content", tr.content_scores)
 
 results = {}
 per_user = {}
-for name, slot in (("deep", deep), ("bm25", bm25), ("mix", mix)):
-    for s in (0, 1, 2, 3, 5):
+for name in ("deep", "content", "mix"):
+    for s in (0, 1, 3, 5):
         if s == 0 and name != "deep":
             continue
-
-        def scorer(rows, s=s, slot=slot):
-            return slotted(np.asarray(tr.score(rows), dtype=np.float64), slot(rows), s)
-
+        tr.new_item_slots, tr.new_item_order = s, name
         row = {}
         for seg in ("cold_start_val", "cold_start_test"):
-            f = evaluate_segment(scorer, m, seg)
+            f = evaluate_segment(tr.score, m, seg)
             row[seg] = summarize(f)["ndcg@10"]
             if seg == "cold_start_test":
                 per_user[(name, s, seg)] = f.set_index("user_row")["ndcg@10"]
         for seg in ("new_items_val", "new_items"):
-            f = evaluate_new_items(scorer, m, seg)["full"]
+            f = evaluate_new_items(tr.score, m, seg)["full"]
             row[seg] = summarize(f)["ndcg@10"]
             if seg == "new_items":
                 per_user[(name, s, seg)] = f.set_index("user_row")["ndcg@10"]

@@ -22,7 +22,10 @@ catalogue items, :meth:`RetrieveRankGraph.scores` returns the (B, T) scores of t
 
 With ``[ranker] new_item_slots`` > 0, :func:`reserve_graph` then gives positions ``window - slots + 1 .. window``
 to the user's best new items (popularity 0: the catalogue items no training interaction reached, and every item
-``reindex`` adds) by the two-tower's score, as :func:`tfrec_xcat.training.new_arrivals.reserve` does in-process.
+``reindex`` adds), as :func:`tfrec_xcat.training.new_arrivals.reserve` does in-process, in the order of
+:func:`slot_order_graph`: the two-tower's score, the cosine of the item's text with the user's text profile
+(:class:`~tfrec_xcat.features.content.ContentIndex`: the source items' term vectors are in the stage, each
+catalogue item's in its row, so ``reindex`` vectorises a new item's text with the stored vocabulary), or both.
 
 The user's own items are -inf in every stage (never recommended). Scores are float64 (the NumPy precision of
 wide and fusion; deep and ranker are float32 values), so the ordering is the in-process one.
@@ -32,12 +35,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrec_xcat.export.ranking_features import candidate_lists, check_features, fused, max_link
+from tfrec_xcat.features.content import ContentIndex
 from tfrec_xcat.features.space import FeatureSpace
 from tfrec_xcat.models.ranking_spec import NEW_ITEM_WINDOW, check_slots
 from tfrec_xcat.training.shipped import RankerWeights, RetrieveRank
@@ -60,6 +65,10 @@ class StageSpec:
     members: list[RankerWeights]
     new_item_slots: int = 0  # positions of the top new_item_window kept for new items (new_arrivals)
     new_item_window: int = NEW_ITEM_WINDOW
+    new_item_order: str = "deep"  # mix | deep | content (new_arrivals.slot_order)
+    # the text profile's vocabulary, weighting and source items' term vectors (its target_terms are unused: each
+    # catalogue item's are in RankColumns.content_terms); None when the items have no text
+    content: ContentIndex | None = None
 
 
 @dataclass
@@ -70,13 +79,15 @@ class RankColumns:
     counts: sp.csr_matrix  # (n_rows, n_source) raw co-occurrence counts (empty unless the stage is ranker)
     log_popularity: np.ndarray  # (n_rows,) float64: log1p(popularity) / max(log1p(max training popularity), 1)
     tiebreak: np.ndarray  # (n_rows,) float64: the wide stage's popularity tie-break
+    content_terms: sp.csr_matrix | None = None  # (n_rows, V): each item's text term vector (StageSpec.content)
 
-    def edited(self, keep: np.ndarray, added: int) -> RankColumns:
-        """The rows ``keep`` (in that order), then ``added`` new items: empty columns, popularity 0."""
+    def edited(self, keep: np.ndarray, added: int, added_terms: sp.csr_matrix | None = None) -> RankColumns:
+        """The rows ``keep`` (in that order), then ``added`` new items: empty columns, popularity 0, and (with a
+        text profile) the term vectors ``added_terms`` of their texts."""
 
-        def rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
-            empty = sp.csr_matrix((added, matrix.shape[1]), dtype=matrix.dtype)
-            return sp.vstack([matrix.tocsr()[keep], empty], format="csr")
+        def rows(matrix: sp.csr_matrix, new: sp.csr_matrix | None = None) -> sp.csr_matrix:
+            new = sp.csr_matrix((added, matrix.shape[1]), dtype=matrix.dtype) if new is None else new
+            return sp.vstack([matrix.tocsr()[keep], new], format="csr")
 
         zeros = np.zeros(added, np.float64)
         return RankColumns(
@@ -84,6 +95,7 @@ class RankColumns:
             counts=rows(self.counts),
             log_popularity=np.concatenate([self.log_popularity[keep], zeros]),
             tiebreak=np.concatenate([self.tiebreak[keep], zeros]),
+            content_terms=None if self.content_terms is None else rows(self.content_terms, added_terms),
         )
 
 
@@ -119,12 +131,18 @@ def stage_of(part: RetrieveRank, space: FeatureSpace) -> tuple[StageSpec, RankCo
         members=list(part.members) if ranker else [],
         new_item_slots=int(part.new_item_slots),
         new_item_window=int(part.new_item_window),
+        new_item_order=str(part.new_item_order),
+        content=part.content,
     )
+    content = part.content
+    if content is not None and content.source_terms.shape[0] != n_source:
+        raise ValueError(f"the text profile has {content.source_terms.shape[0]} source items, the model {n_source}")
     columns = RankColumns(
         memorisation=[w.T.tocsr() for w in families.values()],
         counts=counts.T.tocsr(),
         log_popularity=np.log1p(pop) / max(np.log1p(pop.max(initial=0.0)), 1.0),
         tiebreak=np.asarray(part.tiebreak, np.float64),
+        content_terms=None if content is None else content.target_terms.tocsr(),
     )
     return spec, columns
 
@@ -160,6 +178,93 @@ def reserve_graph(scores: tf.Tensor, deep: tf.Tensor, new: tf.Tensor, slots: int
     pick_rows = tf.cast(valid[:, 0], tf.int32)
     targets = tf.stack([pick_rows, tf.gather_nd(picks.indices, valid)], axis=1)
     return tf.tensor_scatter_nd_update(out, targets, tf.gather_nd(values, valid))
+
+
+def new_z_graph(scores: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
+    """:func:`tfrec_xcat.training.new_arrivals.new_z`: (B, T) float64 per-row z-scores over the finite cells of
+    the ``new`` columns, -inf elsewhere."""
+    cells = new[None, :] & tf.math.is_finite(scores)
+    count = tf.maximum(tf.reduce_sum(tf.cast(cells, tf.float64), axis=1, keepdims=True), 1.0)
+    values = tf.where(cells, scores, tf.zeros_like(scores))
+    mean = tf.reduce_sum(values, axis=1, keepdims=True) / count
+    spread = tf.where(cells, values - mean, tf.zeros_like(scores))
+    std = tf.sqrt(tf.reduce_sum(spread * spread, axis=1, keepdims=True) / count)
+    z = tf.where(std > 0, spread / tf.where(std > 0, std, 1.0), tf.zeros_like(spread))
+    return tf.where(cells, z, tf.constant(-math.inf, tf.float64))
+
+
+def slot_order_graph(deep: tf.Tensor, content: tf.Tensor | None, new: tf.Tensor, order: str) -> tf.Tensor:
+    """:func:`tfrec_xcat.training.new_arrivals.slot_order` in stock TensorFlow ops ((B, T) float64)."""
+    if order == "deep" or content is None:
+        return deep
+    content = tf.where(tf.math.is_finite(deep), content, tf.constant(-math.inf, tf.float64))
+    if order == "content":
+        return content
+    return new_z_graph(deep, new) + new_z_graph(content, new)
+
+
+def _csr_variables(module: tf.Module, prefix: str, matrix: sp.csr_matrix) -> None:
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    matrix.sort_indices()
+    setattr(module, f"{prefix}_indptr", _variable(matrix.indptr, f"{prefix}_indptr", tf.int64))
+    setattr(module, f"{prefix}_indices", _variable(matrix.indices, f"{prefix}_indices", tf.int64))
+    setattr(module, f"{prefix}_values", _variable(matrix.data, f"{prefix}_values", tf.float64))
+
+
+def _csr_of(loaded: object, prefix: str, n_columns: int) -> sp.csr_matrix:
+    indptr = getattr(loaded, f"{prefix}_indptr").numpy()
+    matrix = (getattr(loaded, f"{prefix}_values").numpy(), getattr(loaded, f"{prefix}_indices").numpy(), indptr)
+    return sp.csr_matrix(matrix, shape=(len(indptr) - 1, n_columns))
+
+
+class CsrRows(NamedTuple):
+    """A CSR matrix as three tensors (int64 indptr and column indices, float64 values)."""
+
+    indptr: tf.Tensor
+    indices: tf.Tensor
+    values: tf.Tensor
+
+
+def _csr_rows(module: object, prefix: str) -> CsrRows:
+    return CsrRows(*(getattr(module, f"{prefix}_{part}") for part in CsrRows._fields))
+
+
+def _terms_of(rows: CsrRows, pairs: tf.Tensor, n_terms: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """For (M, 2) (user, item row) ``pairs``: the flat keys ``user · n_terms + term`` and the weights of every
+    term of each item's row of ``rows``."""
+    items = pairs[:, 1]
+    positions = tf.ragged.range(tf.gather(rows.indptr, items), tf.gather(rows.indptr, items + 1))
+    at = positions.flat_values
+    user = tf.gather(pairs[:, 0], positions.value_rowids())
+    return user * n_terms + tf.gather(rows.indices, at), tf.gather(rows.values, at)
+
+
+def content_graph(
+    source: CsrRows, target: CsrRows, profile: str, n_terms: int, hot: tf.Tensor, owned: tf.Tensor
+) -> tf.Tensor:
+    """:meth:`tfrec_xcat.features.content.ContentIndex.scores` in stock TensorFlow ops: (B, T) float64 cosines of
+    each user's text profile (the source items of the (B, S) multi-hot ``hot`` and the catalogue items of the
+    (B, T) bool ``owned``, each once) with every catalogue item; ``source`` / ``target`` hold the (S, V) and
+    (T, V) L2-normalised term vectors, ``profile`` is ``sum`` or ``max``."""
+    batch = tf.shape(hot, out_type=tf.int64)[0]
+    n_target = tf.shape(target.indptr, out_type=tf.int64)[0] - 1
+    source_keys, source_values = _terms_of(source, tf.where(hot > 0), n_terms)
+    target_keys, target_values = _terms_of(target, tf.where(owned), n_terms)
+    keys = tf.concat([source_keys, target_keys], axis=0)
+    values = tf.concat([source_values, target_values], axis=0)
+    cells = batch * n_terms
+    if profile == "sum":
+        vector = tf.math.unsorted_segment_sum(values, keys, cells)
+    else:  # max; a cell no term reaches gets the lowest float
+        vector = tf.maximum(tf.math.unsorted_segment_max(values, keys, cells), 0.0)
+    vector = tf.reshape(vector, tf.stack([batch, n_terms]))
+    norm = tf.sqrt(tf.reduce_sum(vector * vector, axis=1, keepdims=True))
+    vector = vector / tf.where(norm > 0, norm, 1.0)
+    rows = tf.ragged.row_splits_to_segment_ids(target.indptr, out_type=tf.int64)
+    terms = tf.sparse.SparseTensor(
+        tf.stack([rows, target.indices], axis=1), target.values, tf.stack([n_target, n_terms])
+    )
+    return tf.transpose(tf.sparse.sparse_dense_matmul(terms, vector, adjoint_b=True))
 
 
 class RetrieveRankGraph(tf.Module):
@@ -207,6 +312,24 @@ class RetrieveRankGraph(tf.Module):
         self.counts_values = _variable(counts.data, "counts_values", tf.float64)
         self.log_popularity = _variable(columns.log_popularity, "log_popularity", tf.float64)
         self.tiebreak = _variable(columns.tiebreak, "wide_tiebreak", tf.float64)
+        self.new_item_order = tf.Variable(spec.new_item_order, trainable=False, name="new_item_order")
+        content = spec.content
+        self.has_content = content is not None
+        if content is not None:
+            if columns.content_terms is None or columns.content_terms.shape != (n_target, content.n_terms):
+                raise ValueError(f"a text profile of {content.n_terms} terms without every catalogue item's vector")
+            self.content_vocabulary = tf.Variable(
+                tf.constant(content.vocabulary, tf.string, [content.n_terms]), trainable=False
+            )
+            self.content_idf = _variable(content.idf, "content_idf", tf.float64)
+            self.content_weighting = tf.Variable(content.weighting, trainable=False, name="content_weighting")
+            self.content_profile = tf.Variable(content.profile, trainable=False, name="content_profile")
+            self.content_sublinear = tf.Variable(bool(content.sublinear_tf), trainable=False, name="content_sublinear")
+            self.content_mean_length = tf.Variable(
+                float(content.mean_length), dtype=tf.float64, trainable=False, name="content_mean_length"
+            )
+            _csr_variables(self, "content_source", content.source_terms)
+            _csr_variables(self, "content_target", columns.content_terms)
 
     def _product(self, family: int, hot: tf.Tensor, *, support: bool = False) -> tf.Tensor:
         """(B, T) ``hot @ W_family`` (``support``: with every stored link as 1, as ``Signals.support_matrix``)."""
@@ -242,7 +365,17 @@ class RetrieveRankGraph(tf.Module):
         if not spec.new_item_slots:
             return staged
         new = tf.equal(self.log_popularity, 0.0)
-        return reserve_graph(staged, deep, new, spec.new_item_slots, spec.new_item_window)
+        deep = tf.where(owned, tf.constant(-math.inf, tf.float64), tf.cast(deep, tf.float64))
+        content = self.content_scores(hot, owned) if self.has_content and spec.new_item_order != "deep" else None
+        order = slot_order_graph(deep, content, new, spec.new_item_order)
+        return reserve_graph(staged, order, new, spec.new_item_slots, spec.new_item_window)
+
+    def content_scores(self, hot: tf.Tensor, owned: tf.Tensor) -> tf.Tensor:
+        """(B, T) float64 text-profile cosines (:func:`content_graph` of the stored term vectors)."""
+        content = self.spec.content
+        assert content is not None
+        source, target = _csr_rows(self, "content_source"), _csr_rows(self, "content_target")
+        return content_graph(source, target, content.profile, content.n_terms, hot, owned)
 
     def stage_scores(self, deep: tf.Tensor, hot: tf.Tensor, owned: tf.Tensor) -> tf.Tensor:
         """(B, T) float64 scores of the chosen stage (see :meth:`scores`)."""
@@ -299,6 +432,8 @@ def spec_of(loaded: object) -> StageSpec:
         # versions written before the new-arrival slots have none
         new_item_slots=int(loaded.new_item_slots.numpy()) if hasattr(loaded, "new_item_slots") else 0,
         new_item_window=int(loaded.new_item_window.numpy()) if hasattr(loaded, "new_item_window") else NEW_ITEM_WINDOW,
+        new_item_order=loaded.new_item_order.numpy().decode() if hasattr(loaded, "new_item_order") else "deep",
+        content=_content_of(loaded),
         members=[
             RankerWeights(
                 mean=array(f"member{m}_mean"),
@@ -308,6 +443,23 @@ def spec_of(loaded: object) -> StageSpec:
             )
             for m in range(members)
         ],
+    )
+
+
+def _content_of(loaded: object) -> ContentIndex | None:
+    """The text profile of a loaded stage (its ``target_terms`` empty: they are the catalogue's columns)."""
+    if not hasattr(loaded, "content_vocabulary"):  # no text profile, or written before it
+        return None
+    vocabulary = _text(loaded.content_vocabulary.numpy())
+    return ContentIndex(
+        vocabulary=vocabulary,
+        weighting=loaded.content_weighting.numpy().decode(),
+        sublinear_tf=bool(loaded.content_sublinear.numpy()),
+        idf=loaded.content_idf.numpy().astype(np.float64),
+        mean_length=float(loaded.content_mean_length.numpy()),
+        profile=loaded.content_profile.numpy().decode(),
+        source_terms=_csr_of(loaded, "content_source", len(vocabulary)),
+        target_terms=sp.csr_matrix((0, len(vocabulary))),
     )
 
 
@@ -322,9 +474,11 @@ def columns_of(loaded: object, n_rows: int, n_source: int) -> RankColumns:
     counts = sp.csr_matrix(
         (loaded.counts_values.numpy(), loaded.counts_indices.numpy(), loaded.counts_indptr.numpy()), shape=shape
     )
+    content = hasattr(loaded, "content_vocabulary")
     return RankColumns(
         memorisation=families,
         counts=counts,
         log_popularity=loaded.log_popularity.numpy().astype(np.float64),
         tiebreak=loaded.tiebreak.numpy().astype(np.float64),
+        content_terms=_csr_of(loaded, "content_target", len(loaded.content_vocabulary.numpy())) if content else None,
     )

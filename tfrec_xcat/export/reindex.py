@@ -18,7 +18,9 @@ the stage itself (chosen stage, ranker ensemble, the model's source items) is ca
 catalogue columns are edited like the rest: a new item gets an empty column in every memorisation family's W and
 in the co-occurrence counts, and popularity 0 (so the memorisation terms and the ranking stage's memorisation
 features see nothing for it, while the deep score sees its vector); a replaced item keeps its columns; a removed
-item's columns go, so it is never in a ``recommend`` answer.
+item's columns go, so it is never in a ``recommend`` answer. With the new-arrival slots' text profile in the stage,
+an added or replaced item's text is vectorised with the stage's stored vocabulary and weights
+(:meth:`~tfrec_xcat.features.content.ContentIndex.vectorize`), as the run vectorised the catalogue.
 
 The new version is written by :func:`~tfrec_xcat.export.writer.write_version` (a hidden folder renamed into
 place), numbered one above every version in the folder, so a server polling it switches from the complete old
@@ -45,6 +47,7 @@ from tfrec_xcat.export.loading import load_saved_model
 from tfrec_xcat.export.recommend import StageSpec, columns_of, spec_of
 from tfrec_xcat.export.servables import SERVABLES, Catalogue, CatalogueRetrieval
 from tfrec_xcat.export.writer import next_version, versions, write_version
+from tfrec_xcat.features.content import ContentIndex
 from tfrec_xcat.models.ranking_spec import check_slots
 
 log = logging.getLogger(__name__)
@@ -132,10 +135,13 @@ def edit_catalogue(
     replaced: dict[str, np.ndarray],
     removed: set[str],
     model_index: dict[str, int],
+    content: ContentIndex | None = None,
+    texts: dict[str, str] | None = None,
 ) -> tuple[Catalogue, float | None]:
     """The catalogue with ``removed`` ids dropped, ``replaced`` ids (id → vector) re-embedded and ``added`` ids
     (id → vector) appended; ``model_index`` maps added ids the model knows (an item re-added after a removal) to
-    their model index, so a user who has them is still not recommended them. Returns it and the added items'
+    their model index, so a user who has them is still not recommended them. With a text profile ``content``, the
+    added and replaced items' term vectors come from their ``texts`` (id → text). Returns it and the added items'
     prior (None without a wide term)."""
     keep = np.flatnonzero(~np.isin(catalogue.item_ids, list(removed)))
     ids = np.concatenate([catalogue.item_ids[keep], np.asarray(list(added), dtype=object)]).astype(object)
@@ -154,7 +160,16 @@ def edit_catalogue(
             model_row[model_index[item]] = position[item]
     edited = Catalogue(ids, vectors.astype(np.float32), popularity.astype(np.float32), model_row)
     if catalogue.rank is not None:  # empty memorisation columns, popularity 0
-        edited.rank = catalogue.rank.edited(keep, len(new_ids))
+        texts = texts or {}
+        vectorize = content is not None and catalogue.rank.content_terms is not None
+        terms = content.vectorize([texts.get(i, "") for i in new_ids]) if vectorize and content else None
+        edited.rank = catalogue.rank.edited(keep, len(new_ids), terms)
+        if vectorize and content and replaced and edited.rank.content_terms is not None:
+            rows = edited.rank.content_terms.tolil()
+            again = content.vectorize([texts.get(i, "") for i in replaced])
+            for item, row in zip(replaced, again, strict=True):
+                rows[position[item]] = row
+            edited.rank.content_terms = rows.tocsr()
     prior = None
     if catalogue.wide:
         assert catalogue.prior is not None and catalogue.counts is not None
@@ -347,6 +362,7 @@ def reindex(
     removed = _removals(dropping, remove, present, label) if dropping is not None and remove is not None else set()
     added: dict[str, np.ndarray] = {}
     replaced: dict[str, np.ndarray] = {}
+    texts: dict[str, str] = {}
     tower_version = None
     if adding is not None and items is not None:
         category = encoder.catalogue_category.numpy().decode()
@@ -360,12 +376,17 @@ def reindex(
             )
         for item, vector, old in zip(adding["item_id"], vectors, existing, strict=True):
             (replaced if old else added)[item] = vector
+        texts = dict(zip(adding["item_id"], adding["text"].astype(str), strict=True))
     if len(present) - len(removed) + len(added) == 0:
         raise XcatError(f"--remove {remove}: would leave {RETRIEVAL} with no items; nothing was published")
 
     known = {item: i for i, item in enumerate(_text(encoder.item_ids.numpy()), start=1)} if added else {}
-    edited, prior = edit_catalogue(catalogue, added, replaced, removed, {i: known[i] for i in added if i in known})
-    stage = _with_slots(stage_spec_of(loaded), new_item_slots, label)
+    spec = stage_spec_of(loaded)
+    content = spec.content if spec is not None else None
+    edited, prior = edit_catalogue(
+        catalogue, added, replaced, removed, {i: known[i] for i in added if i in known}, content, texts
+    )
+    stage = _with_slots(spec, new_item_slots, label)
     module = CatalogueRetrieval(encoder, edited, stage)
     path, version = _publish(module, models, warmup_of(where))
     log.info("published %s (%d added, %d replaced, %d removed)", path, len(added), len(replaced), len(removed))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 WIDE = ("cooccurrence", "itemknn", "rp3beta")
 STAGES = ("deep", "wide", "fusion", "ranker")
+NEW_ITEM_ORDERS = ("mix", "deep", "content")  # what orders the new items that fill the new-arrival slots
 NEW_ITEM_WINDOW = 10  # the default top positions new-arrival slots are counted in (also of exports made before them)
 
 
@@ -50,6 +51,11 @@ class RankerSpec:
     # docs/results.md, session 8)
     new_item_slots: int = 0
     new_item_window: int = NEW_ITEM_WINDOW
+    # which new items fill the slots (training.new_arrivals.slot_order): "mix" (default) sums the two-tower's and
+    # the text profile's per-user z-scores over the new items, "deep" the two-tower's alone, "content" the text
+    # profile's alone (the content_knn cosine, its setting chosen on cold-start validation users). Food→Kitchen,
+    # 5 slots: new-item NDCG@10 0.0031 (deep), 0.0074 (content), 0.0087 (mix) (docs/results.md, session 8)
+    new_item_order: str = "mix"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.pseudo_cold_fraction < 1.0:
@@ -75,5 +81,7 @@ class RankerSpec:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         check_slots(self.new_item_slots, self.new_item_window)
+        if self.new_item_order not in NEW_ITEM_ORDERS:
+            raise ValueError(f"new_item_order must be one of {', '.join(NEW_ITEM_ORDERS)}, got {self.new_item_order!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")

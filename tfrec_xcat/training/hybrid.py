@@ -23,6 +23,8 @@ model combines them by design, and decides on the run's own cold-start VALIDATIO
    stage, so the model falls back to what works on data where one signal is weak.
 7. **New-arrival slots** (``[ranker] new_item_slots``, off by default): a shop's exposure policy on top of the
    final scorer (:mod:`tfrec_xcat.training.new_arrivals`); the parts in :meth:`Transfer.ablations` stay without.
+   The text profile that orders the slots' new items (``[ranker] new_item_order``) is fitted with every run whose
+   items have text, so ``reindex --new-item-slots`` can turn the slots on for an exported version later.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ from tfrec_xcat.baselines.itemknn import ItemKnn
 from tfrec_xcat.baselines.rp3beta import Rp3Beta
 from tfrec_xcat.evaluation.evaluate import segment_rows
 from tfrec_xcat.evaluation.metrics import list_ndcg
+from tfrec_xcat.features.content import GRID as CONTENT_GRID
+from tfrec_xcat.features.content import ContentIndex
 from tfrec_xcat.features.matrices import SplitMatrices
 from tfrec_xcat.features.memorisation import overlap_counts
 from tfrec_xcat.models.ranking_spec import NEW_ITEM_WINDOW, RankerSpec
 from tfrec_xcat.pipeline import SELECTION_METRIC, PreparedSeed
 from tfrec_xcat.recommender import Recommender
-from tfrec_xcat.training.new_arrivals import reserve
+from tfrec_xcat.training.new_arrivals import reserve, slot_order
 from tfrec_xcat.training.variants import NeuralModel, TransferWideDeep
 
 log = logging.getLogger(__name__)
@@ -313,7 +317,8 @@ class Transfer(Recommender):
         # trainer's ``strategy`` / ``progress``
         self.deep_workdir: Path | None = None
         self.trainer_options: dict[str, Any] = {}
-        self.new_item_slots, self.new_item_window = 0, NEW_ITEM_WINDOW
+        self.new_item_slots, self.new_item_window, self.new_item_order = 0, NEW_ITEM_WINDOW, "mix"
+        self.content: ContentIndex | None = None  # the slots' text profile (None: no item text, or order "deep")
 
     def _say(self, text: str) -> None:
         log.info("%s", text)
@@ -325,6 +330,7 @@ class Transfer(Recommender):
     def fit(self, prepared: PreparedSeed) -> None:
         spec = prepared.config.ranker
         self.new_item_slots, self.new_item_window = spec.new_item_slots, spec.new_item_window
+        self.new_item_order = spec.new_item_order
         new_fraction = unseen_share(prepared) if spec.pseudo_new_fraction == "auto" else spec.pseudo_new_fraction
         reduced, pseudo_rows = pseudo_cold_split(prepared, spec.pseudo_cold_fraction, float(new_fraction))
         if self.deep_workdir is not None:
@@ -426,8 +432,40 @@ class Transfer(Recommender):
             choices["ranker"] = ranker_choices
         self.stage, self.stage_params = best[1], best[2]
         choices["chosen"] = {"stage": self.stage, **self.stage_params, "val": best[0]}
+        if self.new_item_order != "deep":
+            self.content, choices["content"] = self._fit_content(prepared)
         self.choices = choices
         self._say(f"final scorer: {self.stage} {self.stage_params} (cold-start val NDCG@10 {best[0]:.4f})")
+
+    def _fit_content(self, prepared: PreparedSeed) -> tuple[ContentIndex | None, dict[str, Any]]:
+        """The slots' text profile: ``content_knn``'s index at its best setting on cold-start validation users
+        (None when no item has a usable text)."""
+        from tfrec_xcat.baselines.content_knn import ContentKnn
+
+        best: tuple[float, ContentIndex | None, dict[str, Any]] = (-np.inf, None, {})
+        for params in CONTENT_GRID:
+            model = ContentKnn(**params)
+            model.fit(prepared)
+            if model.index is None:
+                return None, {"params": None}
+            value = prepared.validate(model.score)
+            if value > best[0]:
+                best = (value, model.index, params)
+        self._say(f"new-arrival slots' text profile: {best[2]} (cold-start val NDCG@10 {best[0]:.4f})")
+        return best[1], {"params": best[2], "val": best[0]}
+
+    def content_scores(self, rows: np.ndarray) -> np.ndarray | None:
+        """(U, T) cosines of the users' text profiles (their training history in both categories, each item
+        once) with every target item; None without a text profile."""
+        if self.content is None:
+            return None
+        m = self.signals
+        source = (self.wide.source[rows] != 0).astype(np.float64)
+        target = (m.exclude[rows] != 0).astype(np.float64)
+        sims = self.content.scores(source, target)
+        out = np.zeros((len(rows), sims.shape[1]), np.float64)
+        out[sims.row, sims.col] = sims.data
+        return out
 
     def _fused_scores(self, rows: np.ndarray, weight: float) -> np.ndarray:
         deep, wide = self.signals.scores(rows)
@@ -526,12 +564,15 @@ class Transfer(Recommender):
         if not self.new_item_slots:
             return staged
         # the deep stage's scores are the two-tower's already
-        deep = np.asarray(staged if self.stage == "deep" else self.deep.score(rows), np.float64)
-        # the user's own items first leave the ranking (as the exported graph has them), then the slots
+        deep = np.array(staged if self.stage == "deep" else self.deep.score(rows), np.float64)
+        # the user's own items first leave the ranking and the slots' order (as the exported graph has them)
+        owned = self.signals.exclude[rows].toarray() > 0
         staged = np.asarray(staged, np.float64).copy()
-        staged[self.signals.exclude[rows].toarray() > 0] = -np.inf
+        staged[owned] = -np.inf
+        deep[owned] = -np.inf
         new = self.signals.popularity == 0
-        return reserve(staged, deep, new, self.new_item_slots, self.new_item_window)
+        order = slot_order(deep, self.content_scores(rows), new, self.new_item_order)
+        return reserve(staged, order, new, self.new_item_slots, self.new_item_window)
 
     def _stage_scores(self, rows: np.ndarray) -> np.ndarray:
         if self.stage == "deep":

@@ -4,13 +4,17 @@ A ranking trained to maximise NDCG puts an item with memorisation evidence and p
 nearly every user (docs/results.md, sessions 5 and 8): left to itself, ``transfer`` never shows a product a shop
 has just added, however well its content path places it among the other new items. This policy is the shop's
 decision to give new items exposure (``[ranker] new_item_slots``, off by default): the first ``window - slots``
-positions stay as the final stage ranks them; the next ``slots`` go to the user's best new items by the two-tower's
-score (the content path is all a new item has); then everything else, in its order.
+positions stay as the final stage ranks them; the next ``slots`` go to the user's best new items; then everything
+else, in its order. :func:`slot_order` ranks the new items (``[ranker] new_item_order``): by the two-tower's score
+(its content path is all it knows of a new item), by the cosine of the item's text with the user's text profile
+(:class:`~tfrec_xcat.features.content.ContentIndex`), or, by default, by the sum of the two as per-user z-scores
+over the new items.
 
 "New" is a catalogue item with no training interaction (popularity 0): in ``run`` the items the split withheld or
 no one bought, in an exported model the items ``reindex`` added too. :func:`reserve` is the NumPy rule;
 :func:`tfrec_xcat.export.recommend.reserve_graph` computes the same with stock TensorFlow ops (parity test:
-``tests/test_new_arrivals.py``). Ties are broken by column, as ``tf.math.top_k`` breaks them.
+``tests/test_new_arrivals.py``), and :func:`tfrec_xcat.export.recommend.slot_order_graph` the order. Ties are
+broken by column, as ``tf.math.top_k`` breaks them.
 """
 
 from __future__ import annotations
@@ -20,15 +24,42 @@ import numpy as np
 from tfrec_xcat.models.ranking_spec import check_slots
 
 
-def reserve(scores: np.ndarray, deep: np.ndarray, new: np.ndarray, slots: int, window: int) -> np.ndarray:
-    """(U, T) float64 scores whose order puts the ``slots`` best new items (by ``deep``) at positions
-    ``window - slots + 1 .. window`` of every row.
+def new_z(scores: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """(U, T) per-row z-scores of ``scores`` over the finite cells of the ``new`` columns (population standard
+    deviation; 0 where a row has no spread there); -inf in every other cell."""
+    scores = np.asarray(scores, np.float64)
+    cells = new[None, :] & np.isfinite(scores)
+    count = cells.sum(axis=1, keepdims=True)
+    values = np.where(cells, scores, 0.0)
+    mean = values.sum(axis=1, keepdims=True) / np.maximum(count, 1)
+    spread = np.where(cells, values - mean, 0.0)
+    std = np.sqrt((spread**2).sum(axis=1, keepdims=True) / np.maximum(count, 1))
+    z = np.divide(spread, std, out=np.zeros_like(spread), where=std > 0)
+    return np.where(cells, z, -np.inf)
 
-    ``scores`` are the final stage's (U, T) scores (-inf: never recommended), ``deep`` the two-tower's (U, T)
-    scores, ``new`` a (T,) bool mask. The ``window - slots`` best items keep their scores (the head); the new items
-    picked get ``h - 1 - j`` (h: the head's lowest finite score, j: 0 for the best new item); every other item
-    moves down by ``slots + 1``, below the last slot and in its own order. A row with fewer new items than slots
-    fills what it can; a new item the user cannot get (-inf) is never picked."""
+
+def slot_order(deep: np.ndarray, content: np.ndarray | None, new: np.ndarray, order: str = "mix") -> np.ndarray:
+    """(U, T) the scores :func:`reserve` picks the slots' new items by: ``deep`` (the two-tower's (U, T) scores,
+    -inf: not eligible), ``content`` (the (U, T) text-profile cosines, None when the items have no text) or their
+    per-row z-scores over the new items summed (``order = "mix"``; without content, the two-tower's alone)."""
+    deep = np.asarray(deep, np.float64)
+    if order == "deep" or content is None:
+        return deep
+    content = np.where(np.isfinite(deep), np.asarray(content, np.float64), -np.inf)
+    if order == "content":
+        return content
+    return new_z(deep, new) + new_z(content, new)
+
+
+def reserve(scores: np.ndarray, deep: np.ndarray, new: np.ndarray, slots: int, window: int) -> np.ndarray:
+    """(U, T) float64 scores whose order puts the ``slots`` best new items (by ``deep``, or any order of
+    :func:`slot_order`) at positions ``window - slots + 1 .. window`` of every row.
+
+    ``scores`` are the final stage's (U, T) scores (-inf: never recommended), ``deep`` the (U, T) scores the new
+    items are picked by, ``new`` a (T,) bool mask. The ``window - slots`` best items keep their scores (the head);
+    the new items picked get ``h - 1 - j`` (h: the head's lowest finite score, j: 0 for the best new item); every
+    other item moves down by ``slots + 1``, below the last slot and in its own order. A row with fewer new items
+    than slots fills what it can; a new item the user cannot get (-inf) is never picked."""
     check_slots(slots, window)
     scores = np.asarray(scores, dtype=np.float64)
     if slots == 0 or not len(scores):

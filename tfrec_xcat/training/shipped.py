@@ -20,7 +20,11 @@ The retrieve → rank stage (:class:`RetrieveRank`; absent in runs trained befor
 - ``transfer.npz``: ``popularity`` (training interactions per target item), ``tiebreak`` (the memorisation
   baseline's popularity tie-break) and, for the ranker stage, each ensemble member's weights ``member<m>_mean``,
   ``member<m>_variance`` (the feature normalisation), ``member<m>_kernel<l>`` and ``member<m>_bias<l>`` (the MLP:
-  ReLU layers, then one linear output).
+  ReLU layers, then one linear output);
+- the new-arrival slots' text profile (:class:`~tfrec_xcat.features.content.ContentIndex`; absent when the items
+  have no text, or in runs trained before it): ``content.npz`` (``vocabulary``, ``idf``) and the term vectors of
+  the source and the target items, ``content_source.npz`` / ``content_target.npz``; its settings in
+  ``transfer.json``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tfrec_xcat.errors import XcatError
+from tfrec_xcat.features.content import ContentIndex
 from tfrec_xcat.features.space import save_space
 from tfrec_xcat.models.ranking_spec import NEW_ITEM_WINDOW
 from tfrec_xcat.pipeline import PreparedSeed
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
     from tfrec_xcat.training.hybrid import Transfer
 
 STAGE_FILE, WIDE_FILE, COUNTS_FILE, ARRAYS_FILE = "transfer.json", "wide.npz", "counts.npz", "transfer.npz"
+CONTENT_FILE, CONTENT_SOURCE, CONTENT_TARGET = "content.npz", "content_source.npz", "content_target.npz"
 
 
 def family_file(name: str) -> str:
@@ -94,6 +100,8 @@ class RetrieveRank:
     wide: dict[str, Any] = field(default_factory=dict)  # which memorisation term W is, and its settings
     new_item_slots: int = 0  # positions of the top new_item_window kept for new items (training.new_arrivals)
     new_item_window: int = NEW_ITEM_WINDOW
+    new_item_order: str = "deep"  # what orders the slots' new items (runs saved before the text profile: deep)
+    content: ContentIndex | None = None  # the slots' text profile
 
 
 def retrieve_rank_of(model: Transfer) -> RetrieveRank:
@@ -111,6 +119,8 @@ def retrieve_rank_of(model: Transfer) -> RetrieveRank:
         wide={k: v for k, v in model.choices["wide"].items() if k in ("model", "params")},
         new_item_slots=int(model.new_item_slots),
         new_item_window=int(model.new_item_window),
+        new_item_order=str(model.new_item_order),
+        content=model.content,
     )
     if model.stage == "ranker":
         n = int(model.stage_params["candidates"])
@@ -144,6 +154,13 @@ def save_retrieve_rank(part: RetrieveRank, directory: Path) -> None:
         for layer, (kernel, bias) in enumerate(zip(member.kernels, member.biases, strict=True)):
             arrays[f"member{m}_kernel{layer}"], arrays[f"member{m}_bias{layer}"] = kernel, bias
     np.savez_compressed(directory / ARRAYS_FILE, **arrays)
+    content = part.content
+    if content is not None:
+        np.savez_compressed(
+            directory / CONTENT_FILE, vocabulary=np.asarray(content.vocabulary, dtype=str), idf=content.idf
+        )
+        sp.save_npz(directory / CONTENT_SOURCE, content.source_terms.tocsr(), compressed=True)
+        sp.save_npz(directory / CONTENT_TARGET, content.target_terms.tocsr(), compressed=True)
     meta = {
         "stage": part.stage,
         "candidates": part.candidates,
@@ -156,6 +173,15 @@ def save_retrieve_rank(part: RetrieveRank, directory: Path) -> None:
         "wide": part.wide,
         "new_item_slots": part.new_item_slots,
         "new_item_window": part.new_item_window,
+        "new_item_order": part.new_item_order,
+        "content": None
+        if content is None
+        else {
+            "weighting": content.weighting,
+            "sublinear_tf": content.sublinear_tf,
+            "mean_length": content.mean_length,
+            "profile": content.profile,
+        },
     }
     (directory / STAGE_FILE).write_text(json.dumps(meta, indent=2, default=str))
 
@@ -172,6 +198,8 @@ def load_retrieve_rank(directory: Path) -> RetrieveRank | None:
         )
     others = list(meta["others"])
     needed = [WIDE_FILE, ARRAYS_FILE, *map(family_file, others), *([COUNTS_FILE] if meta.get("counts") else [])]
+    if meta.get("content"):
+        needed += [CONTENT_FILE, CONTENT_SOURCE, CONTENT_TARGET]
     missing = [n for n in needed if not (directory / n).is_file()]
     if missing:
         raise XcatError(f"{directory}: {STAGE_FILE} without {', '.join(missing)}; run tfrec-xcat train again")
@@ -201,4 +229,20 @@ def load_retrieve_rank(directory: Path) -> RetrieveRank | None:
         wide=dict(meta.get("wide", {})),
         new_item_slots=int(meta.get("new_item_slots", 0)),  # runs saved before the slots have none
         new_item_window=int(meta.get("new_item_window", NEW_ITEM_WINDOW)),
+        new_item_order=str(meta.get("new_item_order", "deep")),
+        content=_load_content(directory, meta["content"]) if meta.get("content") else None,
+    )
+
+
+def _load_content(directory: Path, settings: dict[str, Any]) -> ContentIndex:
+    arrays = np.load(directory / CONTENT_FILE, allow_pickle=False)
+    return ContentIndex(
+        vocabulary=[str(term) for term in arrays["vocabulary"]],
+        weighting=str(settings["weighting"]),
+        sublinear_tf=bool(settings["sublinear_tf"]),
+        idf=arrays["idf"].astype(np.float64),
+        mean_length=float(settings["mean_length"]),
+        profile=str(settings["profile"]),
+        source_terms=sp.load_npz(directory / CONTENT_SOURCE).tocsr(),
+        target_terms=sp.load_npz(directory / CONTENT_TARGET).tocsr(),
     )
