@@ -411,7 +411,11 @@ def test_new_arrival_slots_are_exported_and_reach_reindexed_items(shipped: Shipp
     added = api.reindex(models, tmp_path / "new.csv")
     v2 = load_saved_model(str(added.path))
     spec = stage_spec_of(v2)
-    assert spec is not None and spec.new_item_slots == 2
+    assert spec is not None and spec.new_item_slots == 2 and spec.content is not None
+    # the added titles are vectorised with the run's vocabulary, as the catalogue's were
+    terms = catalogue_of(v2, added.path).rank.content_terms
+    np.testing.assert_allclose(terms[-3:].toarray(), spec.content.vectorize(titles).toarray(), rtol=1e-12)
+    assert terms[-3].nnz > 0
     answer = call(v2.signatures["recommend"], users, hist, 10)["item_ids"].astype(str)
     for after in answer:  # the slots hold added items (one may also rank in the head on its own merits)
         assert set(after[8:10]) <= set(added_ids) or set(after[:8]) & set(added_ids)

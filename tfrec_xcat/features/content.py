@@ -104,7 +104,8 @@ class ContentIndex:
     def build(
         cls, source_text: pd.Series, target_text: pd.Series, params: dict[str, Any] | None = None
     ) -> ContentIndex | None:
-        """The index of these texts with one setting of :data:`GRID` (None when no item has a usable term)."""
+        """The index of these texts with one setting of :data:`GRID` (None when no item has a usable term, or no
+        target item has a text: then every target item scores alike)."""
         params = dict(params or {})
         weighting = params.get("weighting", "tfidf")
         profile = params.get("profile", "sum")
@@ -114,7 +115,7 @@ class ContentIndex:
         check_number("content_knn min_df", min_df, ge=1, integer=True)
         check_number("content_knn max_df", max_df, gt=0, le=1)
         corpus = pd.concat([source_text, target_text], ignore_index=True).fillna("").astype(str)
-        if not corpus.str.strip().astype(bool).any():
+        if not target_text.fillna("").astype(str).str.strip().astype(bool).any():
             return None
         vectorizer = _vectorizer(min_df=min_df, max_df=max_df)
         try:
