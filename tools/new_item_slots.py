@@ -13,6 +13,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from tfrec_xcat.baselines.content_knn import ContentKnn
 from tfrec_xcat.config import load_config
@@ -114,7 +115,38 @@ for key, series in per_user.items():
     if key[2] == "cold_start_test" and key[1] > 0:
         b = paired_bootstrap(series.reindex(base.index).to_numpy(), base.to_numpy())
         print("cold-start cost", key[:2], f"{b['mean_diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]")
+# the new-item segment by kind of user: cold-start test users (no target history; validation has only these) and
+# warm test users; the slot rule is per user, so a rule that orders by one setting for cold-start users and by
+# another for warm users has exactly these per-user values
+cold = set(m.segment_users["cold_start_test"].tolist())
+split = {}
+for key, series in per_user.items():
+    if key[2] == "new_items":
+        is_cold = series.index.isin(list(cold))
+        split[f"{key[0]}/{key[1]}"] = {
+            "cold": float(series[is_cold].mean()),
+            "warm": float(series[~is_cold].mean()),
+            "users_cold": int(is_cold.sum()),
+            "users_warm": int((~is_cold).sum()),
+        }
+        print("new items by user", key[:2], {k: round(v, 4) for k, v in split[f"{key[0]}/{key[1]}"].items()})
+is_cold_ck = ck_new.index.isin(list(cold))
+split["content_knn"] = {"cold": float(ck_new[is_cold_ck].mean()), "warm": float(ck_new[~is_cold_ck].mean())}
+print("new items by user content_knn", split["content_knn"])
+for s in (1, 3, 5):
+    combined = per_user[("deep", s, "new_items")].where(
+        per_user[("deep", s, "new_items")].index.isin(list(cold)), per_user[("mix", s, "new_items")]
+    )
+    b = paired_bootstrap(combined.reindex(ck_new.index).to_numpy(), ck_new.to_numpy())
+    split[f"deep-cold+mix-warm/{s}"] = {"new_items": float(combined.mean()), "boot": b}
+    print(
+        "deep for cold-start users, mix for warm",
+        s,
+        round(float(combined.mean()), 4),
+        f"{b['mean_diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]",
+    )
+pd.DataFrame({f"{k[0]}/{k[1]}/{k[2]}": v for k, v in per_user.items()}).to_parquet(out / "per_user.parquet")
 (out / "slots.json").write_text(
-    json.dumps({"results": results, "boot": boot, "choices": tr.choices}, default=str, indent=1)
+    json.dumps({"results": results, "boot": boot, "split": split, "choices": tr.choices}, default=str, indent=1)
 )
 print("done", time.time() - t0)
