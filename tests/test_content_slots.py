@@ -98,32 +98,41 @@ def test_slot_order_known_answer() -> None:
         for order in ("deep", "content", "mix")
     }
     assert first == {"deep": 2, "content": 5, "mix": 4}
-    assert slot_order(deep, None, new, "mix") is not None  # without a text profile: the deep order
-    np.testing.assert_array_equal(slot_order(deep, None, new, "mix"), deep)
+    # a cold-start user (no target history): mix orders by the two-tower alone
+    cold = slot_order(deep, content, new, "mix", warm=np.array([False]))
+    assert int(np.argsort(-reserve(scores, cold, new, 1, 3))[0, 2]) == 2
+    np.testing.assert_array_equal(slot_order(deep, None, new, "mix"), deep)  # without a text profile: deep
 
 
 @st.composite
-def orders(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def orders(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, np.ndarray]:
     users, items = draw(st.integers(1, 4)), draw(st.integers(1, 12))
     cells = users * items
     deep = draw(st.lists(st.sampled_from([-np.inf, -2.0, 0.0, 0.5, 3.0]), min_size=cells, max_size=cells))
     content = draw(st.lists(st.sampled_from([0.0, 0.0, 0.2, 0.7, 1.0]), min_size=cells, max_size=cells))
     new = np.array(draw(st.lists(st.booleans(), min_size=items, max_size=items)))
     order = draw(st.sampled_from(["mix", "deep", "content"]))
-    return np.array(deep).reshape(users, items), np.array(content).reshape(users, items), new, order
+    warm = np.array(draw(st.lists(st.booleans(), min_size=users, max_size=users)))
+    return np.array(deep).reshape(users, items), np.array(content).reshape(users, items), new, order, warm
 
 
 @settings(max_examples=150, deadline=None)
 @given(orders())
-def test_slot_order_graph_equals_numpy(case: tuple[np.ndarray, np.ndarray, np.ndarray, str]) -> None:
-    deep, content, new, order = case
-    want = slot_order(deep, content, new, order)
-    got = slot_order_graph(tf.constant(deep), tf.constant(content), tf.constant(new), order).numpy()
+def test_slot_order_graph_equals_numpy(case: tuple[np.ndarray, np.ndarray, np.ndarray, str, np.ndarray]) -> None:
+    deep, content, new, order, warm = case
+    want = slot_order(deep, content, new, order, warm)
+    got = slot_order_graph(tf.constant(deep), tf.constant(content), tf.constant(new), order, tf.constant(warm))
+    got = got.numpy()
     np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
     np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-12, atol=1e-12)
     if order != "deep":  # only the new items a user can get are ordered
         assert not np.isfinite(want[:, ~new]).any() or order == "content"
         assert not np.isfinite(want[~np.isfinite(deep)]).any()
+    if order == "mix":  # a cold-start row is ordered as the two-tower orders it
+        for u in np.flatnonzero(~warm):
+            finite = np.isfinite(want[u])
+            ranked = np.lexsort((np.arange(len(new))[finite], -want[u][finite]))
+            assert (np.diff(deep[u][finite][ranked]) <= 0).all()
 
 
 def test_new_item_order_config_errors_name_the_key() -> None:

@@ -348,10 +348,12 @@ def test_reindex_carries_the_ranker_stage(shipped: Shipped, tmp_path: Path) -> N
 def test_new_arrival_slots_by_text_profile_equal_in_process(shipped: Shipped, tmp_path: Path) -> None:
     """The slots' new items ordered by the text profile (``new_item_order`` "mix", the default, and "content"):
     with the 40 least popular items made new (popularity 0), the exported ``recommend`` equals the in-process
-    ``Transfer.score``, and the text profile changes which new items take the slots."""
+    ``Transfer.score`` for cold-start and warm users, and the text profile changes which new items take the slots
+    of warm users (mix orders a cold-start user's by the two-tower alone)."""
     prepared, model = shipped.prepared, shipped.models["deep"]
     assert model.content is not None and model.new_item_order == "mix"
-    rows = cold_start_rows(prepared)
+    cold = cold_start_rows(prepared)
+    rows = np.concatenate([cold, prepared.m.segment_users["warm_test"][:30]])
     users, hist = requests(prepared, rows)
     popularity = model.signals.popularity
     new = np.zeros(len(popularity), bool)
@@ -375,6 +377,7 @@ def test_new_arrival_slots_by_text_profile_equal_in_process(shipped: Shipped, tm
     finally:
         model.signals.popularity, model.new_item_slots, model.new_item_order = popularity, 0, "mix"
     assert (slots["mix"] != slots["deep"]).any() and (slots["content"] != slots["deep"]).any()
+    assert (slots["mix"][: len(cold)] == slots["deep"][: len(cold)]).all()
 
 
 def test_new_arrival_slots_are_exported_and_reach_reindexed_items(shipped: Shipped, tmp_path: Path) -> None:

@@ -193,14 +193,20 @@ def new_z_graph(scores: tf.Tensor, new: tf.Tensor) -> tf.Tensor:
     return tf.where(cells, z, tf.constant(-math.inf, tf.float64))
 
 
-def slot_order_graph(deep: tf.Tensor, content: tf.Tensor | None, new: tf.Tensor, order: str) -> tf.Tensor:
-    """:func:`tfrec_xcat.training.new_arrivals.slot_order` in stock TensorFlow ops ((B, T) float64)."""
+def slot_order_graph(
+    deep: tf.Tensor, content: tf.Tensor | None, new: tf.Tensor, order: str, warm: tf.Tensor | None = None
+) -> tf.Tensor:
+    """:func:`tfrec_xcat.training.new_arrivals.slot_order` in stock TensorFlow ops ((B, T) float64; ``warm``:
+    (B,) bool)."""
     if order == "deep" or content is None:
         return deep
     content = tf.where(tf.math.is_finite(deep), content, tf.constant(-math.inf, tf.float64))
     if order == "content":
         return content
-    return new_z_graph(deep, new) + new_z_graph(content, new)
+    text = new_z_graph(content, new)
+    if warm is not None:
+        text = tf.where(warm[:, None], text, tf.zeros_like(text))
+    return new_z_graph(deep, new) + text
 
 
 def _csr_variables(module: tf.Module, prefix: str, matrix: sp.csr_matrix) -> None:
@@ -367,7 +373,8 @@ class RetrieveRankGraph(tf.Module):
         new = tf.equal(self.log_popularity, 0.0)
         deep = tf.where(owned, tf.constant(-math.inf, tf.float64), tf.cast(deep, tf.float64))
         content = self.content_scores(hot, owned) if self.has_content and spec.new_item_order != "deep" else None
-        order = slot_order_graph(deep, content, new, spec.new_item_order)
+        warm = tf.reduce_any(owned, axis=1)  # the user has items of the target category
+        order = slot_order_graph(deep, content, new, spec.new_item_order, warm)
         return reserve_graph(staged, order, new, spec.new_item_slots, spec.new_item_window)
 
     def content_scores(self, hot: tf.Tensor, owned: tf.Tensor) -> tf.Tensor:

@@ -51,10 +51,10 @@ class RankerSpec:
     # docs/results.md, session 8)
     new_item_slots: int = 0
     new_item_window: int = NEW_ITEM_WINDOW
-    # which new items fill the slots (training.new_arrivals.slot_order): "mix" (default) sums the two-tower's and
-    # the text profile's per-user z-scores over the new items, "deep" the two-tower's alone, "content" the text
-    # profile's alone (the content_knn cosine, its setting chosen on cold-start validation users). Food→Kitchen,
-    # 5 slots: new-item NDCG@10 0.0031 (deep), 0.0074 (content), 0.0087 (mix) (docs/results.md, session 8)
+    # which new items fill the slots (training.new_arrivals.slot_order): "mix" (default) the two-tower's score for
+    # cold-start users, and for users with target history the sum of the two-tower's and the text profile's
+    # per-user z-scores over the new items; "deep" the two-tower's alone; "content" the text profile's alone (the
+    # content_knn cosine, its setting chosen on cold-start validation users). docs/results.md, session 9
     new_item_order: str = "mix"
 
     def __post_init__(self) -> None:

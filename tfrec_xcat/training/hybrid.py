@@ -571,7 +571,8 @@ class Transfer(Recommender):
         staged[owned] = -np.inf
         deep[owned] = -np.inf
         new = self.signals.popularity == 0
-        order = slot_order(deep, self.content_scores(rows), new, self.new_item_order)
+        warm = owned.any(axis=1)  # users with target-category history (the exported graph: owned items)
+        order = slot_order(deep, self.content_scores(rows), new, self.new_item_order, warm)
         return reserve(staged, order, new, self.new_item_slots, self.new_item_window)
 
     def _stage_scores(self, rows: np.ndarray) -> np.ndarray:
