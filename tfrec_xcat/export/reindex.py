@@ -161,15 +161,17 @@ def edit_catalogue(
     edited = Catalogue(ids, vectors.astype(np.float32), popularity.astype(np.float32), model_row)
     if catalogue.rank is not None:  # empty memorisation columns, popularity 0
         texts = texts or {}
-        vectorize = content is not None and catalogue.rank.content_terms is not None
-        terms = content.vectorize([texts.get(i, "") for i in new_ids]) if vectorize and content else None
-        edited.rank = catalogue.rank.edited(keep, len(new_ids), terms)
-        if vectorize and content and replaced and edited.rank.content_terms is not None:
-            rows = edited.rank.content_terms.tolil()
-            again = content.vectorize([texts.get(i, "") for i in replaced])
-            for item, row in zip(replaced, again, strict=True):
-                rows[position[item]] = row
-            edited.rank.content_terms = rows.tocsr()
+        if content is None or catalogue.rank.content_terms is None:
+            edited.rank = catalogue.rank.edited(keep, len(new_ids))
+        else:  # the added and replaced items' term vectors, from their texts
+            terms = content.vectorize([texts.get(i, "") for i in new_ids])
+            edited.rank = catalogue.rank.edited(keep, len(new_ids), terms)
+            if replaced:
+                rows = edited.rank.content_terms.tolil()
+                again = content.vectorize([texts.get(i, "") for i in replaced])
+                for item, row in zip(replaced, again, strict=True):
+                    rows[position[item]] = row
+                edited.rank.content_terms = rows.tocsr()
     prior = None
     if catalogue.wide:
         assert catalogue.prior is not None and catalogue.counts is not None
