@@ -217,10 +217,10 @@ def _csr_variables(module: tf.Module, prefix: str, matrix: sp.csr_matrix) -> Non
     setattr(module, f"{prefix}_values", _variable(matrix.data, f"{prefix}_values", tf.float64))
 
 
-def _csr_of(loaded: object, prefix: str, n_columns: int) -> sp.csr_matrix:
-    indptr = getattr(loaded, f"{prefix}_indptr").numpy()
-    matrix = (getattr(loaded, f"{prefix}_values").numpy(), getattr(loaded, f"{prefix}_indices").numpy(), indptr)
-    return sp.csr_matrix(matrix, shape=(len(indptr) - 1, n_columns))
+def _csr_of(loaded: object, prefix: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The CSR matrix :func:`_csr_variables` stored under ``prefix`` in a loaded module."""
+    parts = (getattr(loaded, f"{prefix}_{part}").numpy() for part in ("values", "indices", "indptr"))
+    return sp.csr_matrix(tuple(parts), shape=shape)
 
 
 class CsrRows(NamedTuple):
@@ -311,16 +311,11 @@ class RetrieveRankGraph(tf.Module):
             indices = np.stack([coo.row[order], coo.col[order]], axis=1).astype(np.int64).reshape(-1, 2)
             setattr(self, f"family{f}_indices", _variable(indices, f"family{f}_indices", tf.int64))
             setattr(self, f"family{f}_values", _variable(coo.data[order], f"family{f}_values", tf.float64))
-        counts = columns.counts.tocsr()
-        counts.sort_indices()
-        self.counts_indptr = _variable(counts.indptr, "counts_indptr", tf.int64)
-        self.counts_indices = _variable(counts.indices, "counts_indices", tf.int64)
-        self.counts_values = _variable(counts.data, "counts_values", tf.float64)
+        _csr_variables(self, "counts", columns.counts)
         self.log_popularity = _variable(columns.log_popularity, "log_popularity", tf.float64)
         self.tiebreak = _variable(columns.tiebreak, "wide_tiebreak", tf.float64)
         self.new_item_order = tf.Variable(spec.new_item_order, trainable=False, name="new_item_order")
         content = spec.content
-        self.has_content = content is not None
         if content is not None:
             if columns.content_terms is None or columns.content_terms.shape != (n_target, content.n_terms):
                 raise ValueError(f"a text profile of {content.n_terms} terms without every catalogue item's vector")
@@ -372,7 +367,9 @@ class RetrieveRankGraph(tf.Module):
             return staged
         new = tf.equal(self.log_popularity, 0.0)
         deep = tf.where(owned, tf.constant(-math.inf, tf.float64), tf.cast(deep, tf.float64))
-        content = self.content_scores(hot, owned) if self.has_content and spec.new_item_order != "deep" else None
+        content = (
+            self.content_scores(hot, owned) if spec.content is not None and spec.new_item_order != "deep" else None
+        )
         warm = tf.reduce_any(owned, axis=1)  # the user has items of the target category
         order = slot_order_graph(deep, content, new, spec.new_item_order, warm)
         return reserve_graph(staged, order, new, spec.new_item_slots, spec.new_item_window)
@@ -402,7 +399,7 @@ class RetrieveRankGraph(tf.Module):
         history = tf.reduce_sum(hot, axis=1)
 
         def link(columns: tf.Tensor) -> tf.Tensor:
-            return max_link(self.counts_indptr, self.counts_indices, self.counts_values, hot, columns)
+            return max_link(*_csr_rows(self, "counts"), hot, columns)
 
         columns, mask, features = candidate_lists(
             deep, wide, support, others, link, self.log_popularity, history, self.spec.candidates
@@ -465,7 +462,7 @@ def _content_of(loaded: object) -> ContentIndex | None:
         idf=loaded.content_idf.numpy().astype(np.float64),
         mean_length=float(loaded.content_mean_length.numpy()),
         profile=loaded.content_profile.numpy().decode(),
-        source_terms=_csr_of(loaded, "content_source", len(vocabulary)),
+        source_terms=_csr_of(loaded, "content_source", (int(loaded.n_source.numpy()), len(vocabulary))),
         target_terms=sp.csr_matrix((0, len(vocabulary))),
     )
 
@@ -478,14 +475,13 @@ def columns_of(loaded: object, n_rows: int, n_source: int) -> RankColumns:
         indices = getattr(loaded, f"family{f}_indices").numpy().reshape(-1, 2)
         values = getattr(loaded, f"family{f}_values").numpy()
         families.append(sp.csr_matrix((values, (indices[:, 0], indices[:, 1])), shape=shape))
-    counts = sp.csr_matrix(
-        (loaded.counts_values.numpy(), loaded.counts_indices.numpy(), loaded.counts_indptr.numpy()), shape=shape
-    )
-    content = hasattr(loaded, "content_vocabulary")
+    content_terms = None
+    if hasattr(loaded, "content_vocabulary"):
+        content_terms = _csr_of(loaded, "content_target", (n_rows, len(loaded.content_vocabulary.numpy())))
     return RankColumns(
         memorisation=families,
-        counts=counts,
+        counts=_csr_of(loaded, "counts", shape),
         log_popularity=loaded.log_popularity.numpy().astype(np.float64),
         tiebreak=loaded.tiebreak.numpy().astype(np.float64),
-        content_terms=_csr_of(loaded, "content_target", len(loaded.content_vocabulary.numpy())) if content else None,
+        content_terms=content_terms,
     )

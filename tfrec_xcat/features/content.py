@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -114,9 +115,9 @@ class ContentIndex:
         check_choice("content_knn weighting", weighting, WEIGHTINGS)
         check_number("content_knn min_df", min_df, ge=1, integer=True)
         check_number("content_knn max_df", max_df, gt=0, le=1)
-        corpus = pd.concat([source_text, target_text], ignore_index=True).fillna("").astype(str)
         if not target_text.fillna("").astype(str).str.strip().astype(bool).any():
             return None
+        corpus = pd.concat([source_text, target_text], ignore_index=True).fillna("").astype(str)
         vectorizer = _vectorizer(min_df=min_df, max_df=max_df)
         try:
             counts = vectorizer.fit_transform(corpus).tocsr()
@@ -147,6 +148,16 @@ class ContentIndex:
     def n_terms(self) -> int:
         return len(self.vocabulary)
 
+    @cached_property
+    def history_terms(self) -> sp.csr_matrix:
+        """(n_source + n_target, V): the rows a profile combines, source items first (made once, not per block)."""
+        return sp.vstack([self.source_terms, self.target_terms]).tocsr()
+
+    @cached_property
+    def terms_by_item(self) -> sp.csr_matrix:
+        """(V, n_target): the right side of the scores' product (made once, not per block)."""
+        return self.target_terms.T.tocsr()
+
     def vectorize(self, texts: list[str] | pd.Series) -> sp.csr_matrix:
         """(len(texts), V) term vectors of texts, as :meth:`build` made the catalogue's (unknown words dropped)."""
         vocabulary = {term: i for i, term in enumerate(self.vocabulary)}
@@ -157,12 +168,12 @@ class ContentIndex:
         """(U, V) L2-normalised profiles from users' (U, n_source) and (U, n_target) histories (nonzero: had; the
         sum profile weighs an item by its value there)."""
         history = sp.hstack([source, target]).tocsr()
-        terms = sp.vstack([self.source_terms, self.target_terms]).tocsr()
+        terms = self.history_terms
         profile = (history @ terms).tocsr() if self.profile == "sum" else max_profile(history, terms)
         return normalize(profile, norm="l2", copy=False)
 
     def scores(self, source: sp.csr_matrix, target: sp.csr_matrix) -> sp.coo_matrix:
         """(U, n_target) cosines of the users' profiles with every target item (sparse: no shared term, no entry)."""
-        sims = (self.profiles(source, target) @ self.target_terms.T).tocoo()
+        sims = (self.profiles(source, target) @ self.terms_by_item).tocoo()
         sims.sum_duplicates()
         return sims

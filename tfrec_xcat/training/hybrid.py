@@ -459,13 +459,9 @@ class Transfer(Recommender):
         once) with every target item; None without a text profile."""
         if self.content is None:
             return None
-        m = self.signals
         source = (self.wide.source[rows] != 0).astype(np.float64)
-        target = (m.exclude[rows] != 0).astype(np.float64)
-        sims = self.content.scores(source, target)
-        out = np.zeros((len(rows), sims.shape[1]), np.float64)
-        out[sims.row, sims.col] = sims.data
-        return out
+        target = (self.signals.exclude[rows] != 0).astype(np.float64)
+        return self.content.scores(source, target).toarray()
 
     def _fused_scores(self, rows: np.ndarray, weight: float) -> np.ndarray:
         deep, wide = self.signals.scores(rows)
